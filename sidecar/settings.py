@@ -1,0 +1,60 @@
+"""Settings, read from `SIDECAR_*` environment variables once and frozen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting the service reads; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="SIDECAR_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    state_dir: Path = Path(".sidecar")
+    manifests_dir: Path = Path("manifests")
+    api_keys: CommaList = ()
+    encryption_key: SecretStr | None = None
+    outbound_allow: CommaList = ()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    default_tool_timeout: float = Field(default=60.0, gt=0, le=600)
+    max_tool_timeout: float = Field(default=600.0, gt=0)
+    batch_concurrency: int = Field(default=8, ge=1, le=256)
+    batch_max_calls: int = Field(default=128, ge=1)
+    http_max_response_bytes: int = Field(default=1_048_576, ge=1024)
+    http_max_redirects: int = Field(default=5, ge=0, le=20)
+    outbound_max_connections: int = Field(default=100, ge=1)
+
+    @field_validator("api_keys", "outbound_allow", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite registry file."""
+        return self.state_dir / "registry.sqlite3"
+
+    @property
+    def key_path(self) -> Path:
+        """Where the generated encryption key lives when none is configured."""
+        return self.state_dir / "encryption.key"

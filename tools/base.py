@@ -1,0 +1,238 @@
+"""The tool contract: what every tool kind implements and what it receives.
+
+Tools know only this module. The service builds a `ToolContext` per call and
+hands it to `Tool.run`; a tool reports a failure the model should read by
+raising `ToolError` (or a subclass) with a stable `code`.
+
+    ToolError                      a failed call, shown to the model
+    ├── InvalidArguments           arguments or templates that cannot be bound
+    ├── OutboundBlocked            a destination the outbound guard refuses
+    ├── SecretEgressDenied         a secret would leave for a host the model chose
+    ├── UpstreamTimeout            the upstream did not answer in time
+    └── UpstreamError              the upstream could not be reached or broke
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, TypeAlias, runtime_checkable
+
+import anyio
+import httpx
+
+__all__ = [
+    "Binding",
+    "Deadline",
+    "FunctionDefinition",
+    "HandBack",
+    "InvalidArguments",
+    "JsonObject",
+    "JsonValue",
+    "OutboundBlocked",
+    "Rendered",
+    "RenderedUrl",
+    "Renderer",
+    "Secret",
+    "SecretEgressDenied",
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "ToolOutput",
+    "ToolResult",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "VariableValue",
+]
+
+JsonValue: TypeAlias = (
+    dict[str, "JsonValue"] | list["JsonValue"] | str | int | float | bool | None
+)
+JsonObject: TypeAlias = dict[str, JsonValue]
+
+
+class Secret:
+    """A secret value; its repr and str never show it. Call `reveal()` at the last moment."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The real value, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("secret", self._value))
+
+
+VariableValue: TypeAlias = JsonValue | Secret
+
+
+class ToolError(Exception):
+    """A call that failed in a way the model (and the caller) should read."""
+
+    code = "tool_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidArguments(ToolError):
+    """The arguments (or the values a template needs) are missing or of the wrong kind."""
+
+    code = "invalid_arguments"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class OutboundBlocked(ToolError):
+    """The outbound guard refused a destination."""
+
+    code = "outbound_blocked"
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"outbound connection to {host!r} refused: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class SecretEgressDenied(ToolError):
+    """A request carrying a secret would go to a host that is not pinned by the tool."""
+
+    code = "secret_egress_denied"
+
+
+class UpstreamTimeout(ToolError):
+    """The upstream did not answer within the time allowed."""
+
+    code = "upstream_timeout"
+
+
+class UpstreamError(ToolError):
+    """The upstream could not be reached, reset the connection or sent garbage."""
+
+    code = "upstream_error"
+
+
+@dataclass(frozen=True)
+class FunctionDefinition:
+    """What the model sees of a tool: a function name, a description and a JSON Schema."""
+
+    name: str
+    description: str
+    parameters: JsonObject
+    strict: bool | None = None
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A completed call's result (plain JSON)."""
+
+    value: JsonValue
+
+
+@dataclass(frozen=True)
+class HandBack:
+    """A call the caller must execute itself (function tools)."""
+
+    name: str
+    arguments: JsonObject
+
+
+ToolOutput: TypeAlias = ToolResult | HandBack
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """An absolute point on anyio's clock by which a call must finish."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(anyio.current_time() + seconds)
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self.at - anyio.current_time())
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A value a placeholder may take, and whether the model chose it."""
+
+    value: VariableValue
+    from_model: bool = False
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered template and whether any secret went into it."""
+
+    value: JsonValue
+    used_secret: bool
+
+
+@dataclass(frozen=True)
+class RenderedUrl:
+    """A rendered URL, whether it carries a secret, and whether the model chose its host."""
+
+    url: str
+    used_secret: bool
+    host_from_model: bool
+
+
+class Renderer(Protocol):
+    """Fills `{{name}}` placeholders structurally (the service's one renderer)."""
+
+    def url(self, template: str, bindings: Mapping[str, Binding]) -> RenderedUrl:
+        """A URL with each value percent-encoded for the part it lands in."""
+        ...
+
+    def header(self, template: str, bindings: Mapping[str, Binding]) -> Rendered:
+        """A header value; values with CR or LF are refused."""
+        ...
+
+    def json(self, template: JsonValue, bindings: Mapping[str, Binding]) -> Rendered:
+        """A JSON document; a string that is one placeholder takes the value's JSON type."""
+        ...
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool receives for one call."""
+
+    call_id: str
+    deadline: Deadline
+    variables: Mapping[str, VariableValue]
+    http: httpx.AsyncClient
+    renderer: Renderer
+
+
+@runtime_checkable
+class Tool(Protocol):
+    """One executable tool."""
+
+    @property
+    def definition(self) -> FunctionDefinition:
+        """The model-facing definition; `parameters` is what arguments are validated against."""
+        ...
+
+    async def run(self, arguments: JsonObject, ctx: ToolContext) -> ToolOutput:
+        """Run the call; raise `ToolError` for a failure the model should read."""
+        ...

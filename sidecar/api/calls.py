@@ -1,0 +1,143 @@
+"""The gateway door: `/v1/tools/execute`, `/v1/tools/execute/batch`, `/v1/tools/resolve`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sidecar.api.models import (
+    BatchRequest,
+    BatchResponse,
+    ExecuteRequest,
+    ExecuteResponse,
+    FunctionCallBody,
+    ResolvedTool,
+    ResolveRequest,
+    ResolveResponse,
+    ToolError,
+)
+from sidecar.api.wire import json_response, read_model
+from sidecar.errors import BadRequest, SidecarError
+from sidecar.execution import (
+    Completed,
+    Execution,
+    Executor,
+    Failed,
+    RequiresAction,
+    ToolCall,
+    new_call_id,
+)
+from sidecar.references import parse_reference
+from sidecar.registry import Registry
+from sidecar.services import Services
+from sidecar.variables import parse_variables
+from tools.base import VariableValue
+
+__all__ = ["execute", "execute_batch", "resolve"]
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+async def execute(request: Request) -> Response:
+    """Run one tool call."""
+    body = await read_model(request, ExecuteRequest)
+    call = to_call(body, {}, param="")
+    return json_response(to_wire(await _services(request).executor.execute(call)))
+
+
+async def execute_batch(request: Request) -> Response:
+    """Run several calls concurrently (bounded); answer in the order of the calls."""
+    services = _services(request)
+    body = await read_model(request, BatchRequest)
+    limit = services.settings.batch_max_calls
+    if len(body.calls) > limit:
+        raise BadRequest(f"a batch holds at most {limit} calls", param="calls")
+    shared = parse_variables(body.variables)
+    calls = [to_call(entry, shared, param=f"calls.{i}.") for i, entry in enumerate(body.calls)]
+    results: list[ExecuteResponse | None] = [None] * len(calls)
+    slots = anyio.Semaphore(services.settings.batch_concurrency)
+
+    async def run(index: int, call: ToolCall) -> None:
+        async with slots:
+            results[index] = await _execute_in_batch(services.executor, call)
+
+    async with anyio.create_task_group() as group:
+        for index, call in enumerate(calls):
+            group.start_soon(run, index, call)
+    return json_response(BatchResponse(data=[result for result in results if result is not None]))
+
+
+async def _execute_in_batch(executor: Executor, call: ToolCall) -> ExecuteResponse:
+    try:
+        return to_wire(await executor.execute(call))
+    except SidecarError as exc:  # a bad reference fails its own entry, not the batch
+        return ExecuteResponse(
+            call_id=call.call_id,
+            status="failed",
+            error=ToolError(code=exc.code, message=exc.message, param=exc.param),
+            duration_ms=0.0,
+        )
+
+
+async def resolve(request: Request) -> Response:
+    """The function definitions a model should see for some tools[] entries."""
+    body = await read_model(request, ResolveRequest)
+    registry: Registry = _services(request).registry
+    resolved: list[ResolvedTool] = []
+    for index, entry in enumerate(body.tools):
+        reference = parse_reference(entry, param=f"tools.{index}")
+        tool = (await registry.resolve(reference)).tool.definition
+        resolved.append(
+            ResolvedTool(
+                name=tool.name,
+                description=tool.description,
+                parameters=tool.parameters,
+                strict=tool.strict,
+                tool=entry,
+            )
+        )
+    return json_response(ResolveResponse(tools=resolved))
+
+
+def to_call(body: ExecuteRequest, shared: Mapping[str, VariableValue], *, param: str) -> ToolCall:
+    """A wire call to a `ToolCall`; the call's own variables win over the batch's."""
+    own = parse_variables(body.variables, param=f"{param}variables")
+    return ToolCall(
+        reference=parse_reference(body.tool, param=f"{param}tool"),
+        arguments=body.arguments,
+        variables={**shared, **own},
+        call_id=body.call_id or new_call_id(),
+        timeout=body.timeout,
+    )
+
+
+def to_wire(execution: Execution) -> ExecuteResponse:
+    """An execution as the API answers it."""
+    base = {
+        "call_id": execution.call_id,
+        "tool": execution.tool,
+        "duration_ms": execution.duration_ms,
+    }
+    match execution.outcome:
+        case Completed(result):
+            return ExecuteResponse(status="completed", result=result, **base)
+        case Failed(code, message, param):
+            return ExecuteResponse(
+                status="failed", error=ToolError(code=code, message=message, param=param), **base
+            )
+        case RequiresAction(function_call):
+            return ExecuteResponse(
+                status="requires_action",
+                function_call=FunctionCallBody(
+                    call_id=function_call.call_id,
+                    name=function_call.name,
+                    arguments=function_call.arguments,
+                ),
+                **base,
+            )

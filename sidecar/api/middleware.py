@@ -1,0 +1,117 @@
+"""The HTTP edge: request ids, access logs, metrics, bearer auth and the body size limit.
+
+One pure ASGI middleware, so every request pays for one layer, not five.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from collections.abc import Sequence
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from ulid import ULID
+
+from sidecar.api.wire import error_response
+from sidecar.errors import PayloadTooLarge, SidecarError, Unauthorized
+from sidecar.metrics import Metrics
+
+__all__ = ["EdgeMiddleware"]
+
+log = structlog.get_logger("sidecar.http")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+class EdgeMiddleware:
+    """Wraps every HTTP request of the app."""
+
+    def __init__(
+        self, app: ASGIApp, *, api_keys: Sequence[str], max_body_bytes: int, metrics: Metrics
+    ) -> None:
+        self._app = app
+        self._keys = [key.encode() for key in api_keys]
+        self._max_body = max_body_bytes
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = _headers(scope)
+        request_id = _request_id(headers.get("x-request-id"))
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            problem = self._refusal(scope, headers)
+            if problem is not None:
+                await error_response(problem, _auth_header(problem))(scope, receive, send_with_id)
+            else:
+                await self._app(scope, self._limited(receive), send_with_id)
+        finally:
+            self._metrics.observe_request(scope["method"], status)
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> SidecarError | None:
+        if self._keys and scope["path"] not in PUBLIC_PATHS and not self._authorized(headers):
+            return Unauthorized("missing or invalid bearer API key")
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_body:
+            return PayloadTooLarge(f"the request body exceeds {self._max_body} bytes")
+        return None
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        presented = token.strip().encode()
+        return any(hmac.compare_digest(presented, key) for key in self._keys)
+
+    def _limited(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self._max_body:
+                    raise PayloadTooLarge(f"the request body exceeds {self._max_body} bytes")
+            return message
+
+        return limited
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+def _request_id(offered: str | None) -> str:
+    if offered is not None and REQUEST_ID.match(offered):
+        return offered
+    return f"req_{ULID()}"
+
+
+def _auth_header(problem: SidecarError) -> dict[str, str] | None:
+    return {"www-authenticate": "Bearer"} if isinstance(problem, Unauthorized) else None

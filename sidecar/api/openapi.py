@@ -1,0 +1,124 @@
+"""The OpenAPI 3.1 document, generated from the wire models."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from sidecar.api.models import (
+    BatchRequest,
+    BatchResponse,
+    ErrorResponse,
+    ExecuteRequest,
+    ExecuteResponse,
+    ResolveRequest,
+    ResolveResponse,
+    ToolList,
+)
+from sidecar.definitions import FunctionToolDefinition, HttpToolDefinition
+
+__all__ = ["openapi_document"]
+
+REF = "#/components/schemas/{model}"
+MODELS: tuple[type[BaseModel], ...] = (
+    ExecuteRequest,
+    ExecuteResponse,
+    BatchRequest,
+    BatchResponse,
+    ResolveRequest,
+    ResolveResponse,
+    ToolList,
+    ErrorResponse,
+    HttpToolDefinition,
+    FunctionToolDefinition,
+)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _operation(
+    summary: str, response: dict[str, Any], body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            "200": {"description": "OK", **_json(response)},
+            "default": {"description": "Error", **_json(_ref(ErrorResponse))},
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, **_json(body)}
+    return operation
+
+
+def _tool_definition() -> dict[str, Any]:
+    return {"oneOf": [_ref(HttpToolDefinition), _ref(FunctionToolDefinition)]}
+
+
+def _paths() -> dict[str, Any]:
+    tool_object = {"type": "object", "description": "A registered tool, orq's shape."}
+    tool_id = [{"name": "tool_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {
+        "/v1/tools/execute": {
+            "post": _operation("Execute one tool call", _ref(ExecuteResponse), _ref(ExecuteRequest))
+        },
+        "/v1/tools/execute/batch": {
+            "post": _operation(
+                "Execute calls concurrently", _ref(BatchResponse), _ref(BatchRequest)
+            )
+        },
+        "/v1/tools/resolve": {
+            "post": _operation(
+                "Model-facing definitions of tools", _ref(ResolveResponse), _ref(ResolveRequest)
+            )
+        },
+        "/v2/tools": {
+            "get": {
+                **_operation("List tools", _ref(ToolList)),
+                "parameters": [
+                    {"name": name, "in": "query", "schema": schema}
+                    for name, schema in (
+                        ("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+                        ("starting_after", {"type": "string"}),
+                        ("ending_before", {"type": "string"}),
+                    )
+                ],
+            },
+            "post": _operation("Register a tool", tool_object, _tool_definition()),
+        },
+        "/v2/tools/{tool_id}": {
+            "parameters": tool_id,
+            "get": _operation("Get a tool by id or key", tool_object),
+            "patch": _operation("Update a tool", tool_object, {"type": "object"}),
+            "delete": _operation("Delete a tool", {}),
+        },
+        "/healthz": {"get": _operation("Liveness", {"type": "object"})},
+        "/readyz": {"get": _operation("Readiness", {"type": "object"})},
+    }
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The whole document (built once)."""
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in MODELS], ref_template=REF
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "orq-sidecar", "version": "0.1.0"},
+        "paths": _paths(),
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+    }

@@ -1,0 +1,106 @@
+"""The orq-compatible tool registry: `/v2/tools`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sidecar.api.models import ToolList
+from sidecar.api.wire import json_response, read_json
+from sidecar.definitions import definition_adapter
+from sidecar.errors import BadRequest
+from sidecar.registry import Registry, invalid_definition
+from sidecar.services import Services
+
+__all__ = ["create_tool", "delete_tool", "get_tool", "list_tools", "update_tool"]
+
+MAX_PAGE = 200
+
+
+def _registry(request: Request) -> Registry:
+    services: Services = request.app.state.services
+    return services.registry
+
+
+async def list_tools(request: Request) -> Response:
+    """A page of tools, newest first (`limit`, `starting_after`, `ending_before`)."""
+    query = request.query_params
+    starting_after = query.get("starting_after") or None
+    ending_before = query.get("ending_before") or None
+    if starting_after and ending_before:
+        raise BadRequest("use either starting_after or ending_before", param="ending_before")
+    page = await _registry(request).page(
+        limit=_limit(query.get("limit")), starting_after=starting_after, ending_before=ending_before
+    )
+    return json_response(
+        ToolList(data=[tool.to_wire() for tool in page.tools], has_more=page.has_more)
+    )
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return MAX_PAGE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}", param="limit")
+    return int(raw)
+
+
+async def create_tool(request: Request) -> Response:
+    """Register a tool; answers 200 and the stored tool with its `_id`, as orq does."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise BadRequest("a tool definition must be a JSON object")
+    try:
+        definition = definition_adapter.validate_python(_without_read_only(body))
+    except ValidationError as exc:
+        raise invalid_definition(exc) from None
+    stored = await _registry(request).create(definition)
+    return json_response(stored.to_wire())
+
+
+async def get_tool(request: Request) -> Response:
+    """One tool by `tool_<ULID>`, bare ULID or key."""
+    stored = await _registry(request).get(request.path_params["tool_id"])
+    return json_response(stored.to_wire())
+
+
+async def update_tool(request: Request) -> Response:
+    """Change a tool: top-level fields merge; a nested payload replaces the stored one."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise BadRequest("a tool update must be a JSON object")
+    stored = await _registry(request).update(
+        request.path_params["tool_id"], _without_read_only(body)
+    )
+    return json_response(stored.to_wire())
+
+
+async def delete_tool(request: Request) -> Response:
+    """Remove a tool registered through the API; 200 with an empty body, as orq answers."""
+    await _registry(request).delete(request.path_params["tool_id"])
+    return Response(status_code=200)
+
+
+READ_ONLY_FIELDS = frozenset(
+    {
+        "_id",
+        "id",
+        "created",
+        "updated",
+        "version",
+        "version_hash",
+        "source",
+        "project_id",
+        "workspace_id",
+        "created_by_id",
+        "updated_by_id",
+    }
+)
+
+
+def _without_read_only(body: dict[str, Any]) -> dict[str, Any]:
+    """Fields the service sets itself are ignored, so a fetched tool can be sent back."""
+    return {name: value for name, value in body.items() if name not in READ_ONLY_FIELDS}

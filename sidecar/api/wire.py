@@ -1,0 +1,72 @@
+"""Reading requests into wire models and writing models and errors as JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sidecar.api.models import ErrorBody, ErrorResponse
+from sidecar.errors import BadRequest, SidecarError
+
+__all__ = ["error_response", "json_response", "read_json", "read_model"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON; `BadRequest` for an empty or malformed body."""
+    body = await request.body()
+    if not body.strip():
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        detail = (
+            f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else "the body is not UTF-8"
+        )
+        raise BadRequest(f"malformed JSON: {detail}", code="malformed_json") from None
+
+
+async def read_model(request: Request, model: type[M]) -> M:
+    """The request body validated as `model`; `BadRequest` names the first wrong field."""
+    raw = await read_json(request)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def validation_error(exc: ValidationError) -> BadRequest:
+    """A `BadRequest` naming the first field that does not validate."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = f"{where}: {first['msg']}" if where else first["msg"]
+    return BadRequest(f"invalid request: {message}", param=where or None)
+
+
+def json_response(model: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> Response:
+    """A JSON answer; models are written by pydantic, without nulls for optional fields."""
+    if isinstance(model, BaseModel):
+        content = model.model_dump_json(exclude_none=True)
+    else:
+        content = json.dumps(model, ensure_ascii=False, separators=(",", ":"))
+    return Response(content, status_code=status, media_type="application/json")
+
+
+def error_response(error: SidecarError, headers: dict[str, str] | None = None) -> Response:
+    """The `{"error": {type, code, message, param}}` answer of an error."""
+    body = ErrorResponse(
+        error=ErrorBody(type=error.type, code=error.code, message=error.message, param=error.param)
+    )
+    return Response(
+        body.model_dump_json(),
+        status_code=error.status,
+        media_type="application/json",
+        headers=headers,
+    )

@@ -1,0 +1,96 @@
+"""The Starlette application: routes, the edge middleware, error handlers, the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sidecar.api import calls, health, registry_routes
+from sidecar.api.middleware import EdgeMiddleware
+from sidecar.api.openapi import openapi_document
+from sidecar.api.wire import error_response, json_response
+from sidecar.errors import MethodNotAllowed, NotFound, SidecarError
+from sidecar.metrics import Metrics
+from sidecar.services import open_services
+from sidecar.settings import Settings
+
+__all__ = ["create_app"]
+
+log = structlog.get_logger("sidecar.app")
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The service's ASGI app; resources open in its lifespan and close when it ends."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_services(settings, metrics) as services:
+            app.state.services = services
+            yield
+        log.info("services.closed")
+
+    async def openapi(request: Request) -> Response:
+        return json_response(openapi_document())
+
+    routes = [
+        Route("/v1/tools/execute", calls.execute, methods=["POST"]),
+        Route("/v1/tools/execute/batch", calls.execute_batch, methods=["POST"]),
+        Route("/v1/tools/resolve", calls.resolve, methods=["POST"]),
+        Route("/v2/tools", registry_routes.list_tools, methods=["GET"]),
+        Route("/v2/tools", registry_routes.create_tool, methods=["POST"]),
+        Route("/v2/tools/{tool_id}", registry_routes.get_tool, methods=["GET"]),
+        Route("/v2/tools/{tool_id}", registry_routes.update_tool, methods=["PATCH"]),
+        Route("/v2/tools/{tool_id}", registry_routes.delete_tool, methods=["DELETE"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", health.metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    middleware = [
+        Middleware(
+            EdgeMiddleware,
+            api_keys=settings.api_keys,
+            max_body_bytes=settings.max_body_bytes,
+            metrics=metrics,
+        )
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={
+            SidecarError: _sidecar_error,
+            HTTPException: _http_exception,
+            Exception: _unexpected,
+        },
+    )
+
+
+async def _sidecar_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SidecarError)
+    return error_response(exc)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        return error_response(
+            MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        )
+    if exc.status_code == 404:
+        return error_response(NotFound(f"no route {request.url.path}"))
+    return error_response(SidecarError(str(exc.detail), code=f"http_{exc.status_code}"))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("http.unhandled", exc_info=exc)
+    return error_response(SidecarError("internal error; see the service logs"))

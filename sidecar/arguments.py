@@ -1,0 +1,94 @@
+"""Arguments from the model: parsed and validated against the tool's JSON Schema."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from tools.base import InvalidArguments, JsonObject
+
+__all__ = ["bind_arguments"]
+
+
+def bind_arguments(raw: JsonObject | str, schema: JsonObject) -> JsonObject:
+    """The call's arguments as an object that satisfies `schema`, or `InvalidArguments`."""
+    arguments = _parse(raw)
+    error = best_match(_validator(json.dumps(schema, sort_keys=True)).iter_errors(arguments))
+    if error is not None:
+        raise InvalidArguments(_describe(error), param=_param(error))
+    return arguments
+
+
+def _parse(raw: JsonObject | str) -> JsonObject:
+    if isinstance(raw, str):
+        if not raw.strip():
+            return {}
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidArguments(
+                f"arguments are not valid JSON: {exc.msg} at position {exc.pos}"
+            ) from None
+    if not isinstance(raw, dict):
+        raise InvalidArguments(f"arguments must be a JSON object, not {_json_type(raw)}")
+    return raw
+
+
+@lru_cache(maxsize=1024)
+def _validator(schema_text: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_text))
+
+
+def _path(error: ValidationError) -> str:
+    return ".".join(str(part) for part in error.absolute_path)
+
+
+def _missing(error: ValidationError) -> str | None:
+    required = error.validator_value
+    if error.validator != "required" or not isinstance(error.instance, dict):
+        return None
+    if not isinstance(required, list):
+        return None
+    names = [name for name in required if name not in error.instance]
+    return names[0] if names else None
+
+
+def _param(error: ValidationError) -> str | None:
+    missing = _missing(error)
+    parts = [*(str(part) for part in error.absolute_path), *([missing] if missing else [])]
+    return ".".join(parts) or None
+
+
+def _describe(error: ValidationError) -> str:
+    where = _path(error)
+    missing = _missing(error)
+    if missing is not None:
+        field = f"{where}.{missing}" if where else missing
+        return f"missing required argument '{field}'"
+    if error.validator == "type":
+        expected = error.validator_value
+        return f"invalid argument '{where}': expected {expected}, got {_json_type(error.instance)}"
+    if where:
+        return f"invalid argument '{where}': {error.message}"
+    return f"invalid arguments: {error.message}"
+
+
+def _json_type(value: Any) -> str:
+    match value:
+        case bool():
+            return "boolean"
+        case int() | float():
+            return "number"
+        case str():
+            return "string"
+        case list():
+            return "array"
+        case dict():
+            return "object"
+        case None:
+            return "null"
+    return type(value).__name__

@@ -1,0 +1,175 @@
+"""The `sidecar` command: `serve`, `tools list`, `tools call`, `manifests check`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import uvicorn
+from pydantic import ValidationError
+
+from sidecar.api.calls import to_wire
+from sidecar.app import create_app
+from sidecar.errors import SidecarError
+from sidecar.execution import ToolCall
+from sidecar.logs import configure_logging
+from sidecar.manifests import load_tool_manifests, manifest_files
+from sidecar.references import parse_reference
+from sidecar.services import open_services
+from sidecar.settings import Settings
+from tools.base import JsonValue, Secret, VariableValue
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings(**_overrides(args))
+    except ValidationError as exc:
+        print(f"sidecar: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result: int = args.handler(args, settings)
+        return result
+    except SidecarError as exc:
+        print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sidecar", description="orq tool-execution sidecar")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="listen address (SIDECAR_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (SIDECAR_PORT)")
+    serve.set_defaults(handler=_serve)
+
+    tools = commands.add_parser("tools", help="list and try tools").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    listing = tools.add_parser("list", help="print every tool as JSON lines")
+    listing.set_defaults(handler=_tools_list)
+    call = tools.add_parser("call", help="execute a tool and print the redacted outcome")
+    call.add_argument("tool", help="platform tool name, key or tool id")
+    call.add_argument("--arg", action="append", default=[], metavar="K=V", help="an argument")
+    call.add_argument("--var", action="append", default=[], metavar="K=V", help="a variable")
+    call.add_argument("--secret", action="append", default=[], metavar="K=V", help="a secret")
+    call.add_argument("--timeout", type=float, help="seconds")
+    call.set_defaults(handler=_tools_call)
+
+    manifests = commands.add_parser("manifests", help="manifest files").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    check = manifests.add_parser("check", help="validate manifests/tools/*.yaml")
+    check.set_defaults(handler=_manifests_check)
+    for sub in (listing, call, check, serve):
+        sub.add_argument("--manifests-dir", help="SIDECAR_MANIFESTS_DIR")
+        sub.add_argument("--state-dir", help="SIDECAR_STATE_DIR")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = ("host", "port", "manifests_dir", "state_dir")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    configure_logging(settings.log_level, settings.log_format, _service_secrets(settings))
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _service_secrets(settings: Settings) -> list[str]:
+    secrets = list(settings.api_keys)
+    if settings.encryption_key is not None:
+        secrets.append(settings.encryption_key.get_secret_value())
+    return secrets
+
+
+def _tools_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def run() -> None:
+        configure_logging("warning", settings.log_format, _service_secrets(settings))
+        async with open_services(settings) as services:
+            for name, tool in sorted(services.registry.builtins.items()):
+                print(json.dumps({"type": f"orq:{name}", "name": tool.definition.name}))
+            for stored in await services.registry.all():
+                definition = stored.definition
+                print(
+                    json.dumps(
+                        {
+                            "_id": stored.tool_id,
+                            "key": definition.key,
+                            "type": definition.type,
+                            "source": stored.source,
+                            "description": definition.description,
+                        }
+                    )
+                )
+
+    anyio.run(run)
+    return 0
+
+
+def _tools_call(args: argparse.Namespace, settings: Settings) -> int:
+    variables: dict[str, VariableValue] = dict(_pairs(args.var, "--var"))
+    secrets = _pairs(args.secret, "--secret", as_json=False)
+    variables.update({name: Secret(str(value)) for name, value in secrets})
+    call = ToolCall(
+        reference=parse_reference(args.tool),
+        arguments=dict(_pairs(args.arg, "--arg")),
+        variables=variables,
+        timeout=args.timeout,
+    )
+
+    async def run() -> int:
+        configure_logging("warning", settings.log_format, _service_secrets(settings))
+        async with open_services(settings) as services:
+            execution = await services.executor.execute(call)
+        answer = to_wire(execution)
+        print(answer.model_dump_json(exclude_none=True, indent=2))
+        return 1 if answer.status == "failed" else 0
+
+    return anyio.run(run)
+
+
+def _pairs(items: Sequence[str], flag: str, *, as_json: bool = True) -> list[tuple[str, JsonValue]]:
+    """`k=v` pairs; a value that parses as JSON takes its JSON type, else it is text."""
+    pairs: list[tuple[str, JsonValue]] = []
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise SidecarError(f"{flag} expects NAME=VALUE, got {item.split('=')[0]!r}=...")
+        value: JsonValue = raw
+        if as_json:
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        pairs.append((name, value))
+    return pairs
+
+
+def _manifests_check(args: argparse.Namespace, settings: Settings) -> int:
+    tools = load_tool_manifests(settings.manifests_dir)
+    files = manifest_files(settings.manifests_dir)
+    for stored in tools:
+        print(f"ok  {stored.definition.type:<9} {stored.definition.key}  ({stored.tool_id})")
+    print(f"{len(tools)} tools in {len(files)} files under {settings.manifests_dir / 'tools'}")
+    return 0

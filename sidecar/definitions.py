@@ -1,0 +1,117 @@
+"""Registered tool definitions: the orq `/v2/tools` shapes, shared by the API and manifests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from ulid import ULID
+
+from tools.function import FunctionSpec
+from tools.http import HttpSpec
+
+__all__ = [
+    "KEY_PATTERN",
+    "FunctionToolDefinition",
+    "HttpToolDefinition",
+    "StoredTool",
+    "ToolDefinition",
+    "definition_adapter",
+    "format_tool_id",
+    "parse_tool_id",
+]
+
+KEY_PATTERN = r"^[A-Za-z]([A-Za-z0-9]*([_-][A-Za-z0-9]+)*)?$"
+ID_PREFIX = "tool_"
+
+ToolStatus: TypeAlias = Literal["live", "draft", "pending", "published"]
+
+
+class ToolFields(BaseModel):
+    """Fields every registered tool has."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=64, pattern=KEY_PATTERN)
+    path: str = "Default"
+    description: str = Field(default="", max_length=4096)
+    display_name: str | None = None
+    status: ToolStatus = "live"
+
+
+class HttpToolDefinition(ToolFields):
+    """A templated HTTP request (SPEC §2.4)."""
+
+    type: Literal["http"]
+    http: HttpSpec
+
+
+class FunctionToolDefinition(ToolFields):
+    """A function the caller executes (SPEC §2.6)."""
+
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+ToolDefinition: TypeAlias = Annotated[
+    HttpToolDefinition | FunctionToolDefinition, Field(discriminator="type")
+]
+definition_adapter: TypeAdapter[ToolDefinition] = TypeAdapter(ToolDefinition)
+
+
+class StoredTool(BaseModel):
+    """A definition with the identity and history the registry gave it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    definition: ToolDefinition
+    created: datetime
+    updated: datetime
+    version: int = 1
+    source: Literal["api", "manifest"] = "api"
+
+    @property
+    def tool_id(self) -> str:
+        """The public id, `tool_<ULID>`."""
+        return format_tool_id(self.id)
+
+    def version_hash(self) -> str:
+        """A digest of the definition, changing whenever it does."""
+        body = json.dumps(self.definition.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+    def to_wire(self) -> dict[str, Any]:
+        """The orq-compatible JSON object of this tool (encrypted values masked)."""
+        body = self.definition.model_dump(mode="json", exclude_none=True)
+        return {
+            "_id": self.tool_id,
+            **body,
+            "display_name": self.definition.display_name or self.definition.key,
+            "created": self.created.isoformat(),
+            "updated": self.updated.isoformat(),
+            "version": self.version,
+            "version_hash": self.version_hash(),
+            "source": self.source,
+            "project_id": "default",
+            "workspace_id": "default",
+            "created_by_id": None,
+            "updated_by_id": None,
+        }
+
+
+def format_tool_id(ulid: str) -> str:
+    """`tool_<ULID>` for a bare ULID."""
+    return f"{ID_PREFIX}{ulid}"
+
+
+def parse_tool_id(text: str) -> str | None:
+    """The bare ULID in `tool_<ULID>` or a bare ULID; None when `text` is neither."""
+    candidate = text[len(ID_PREFIX) :] if text.startswith(ID_PREFIX) else text
+    try:
+        return str(ULID.from_str(candidate))
+    except ValueError:
+        return None

@@ -1,0 +1,205 @@
+"""The one execution pipeline: every door runs tools through `Executor.execute`.
+
+1. scope:   the call's variables and the secrets in play
+2. resolve: registry lookup (builtin | id | key | inline)
+3. bind:    arguments parsed and validated against the tool's JSON Schema
+4. run:     `tool.run(arguments, ctx)` under the call's deadline
+5. redact:  every secret in play, on the result and on the error
+6. outcome: Completed | Failed | RequiresAction
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+import anyio
+import httpx
+import structlog
+from ulid import ULID
+
+from sidecar.arguments import bind_arguments
+from sidecar.logs import redacting
+from sidecar.metrics import Metrics
+from sidecar.redaction import Redactor
+from sidecar.references import ToolReference
+from sidecar.registry import Registry
+from sidecar.variables import secret_values
+from tools.base import (
+    Deadline,
+    HandBack,
+    JsonObject,
+    JsonValue,
+    Renderer,
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    VariableValue,
+)
+
+__all__ = [
+    "Completed",
+    "Execution",
+    "Executor",
+    "Failed",
+    "FunctionCall",
+    "Outcome",
+    "RequiresAction",
+    "ToolCall",
+    "new_call_id",
+]
+
+log = structlog.get_logger("sidecar.execution")
+
+
+def new_call_id() -> str:
+    """A fresh call id, `call_<ULID>`."""
+    return f"call_{ULID()}"
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One request to run a tool."""
+
+    reference: ToolReference
+    arguments: JsonObject | str = field(default_factory=dict)
+    variables: Mapping[str, VariableValue] = field(default_factory=dict)
+    call_id: str = field(default_factory=new_call_id)
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The tool ran; `result` is plain JSON, redacted."""
+
+    result: JsonValue
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The tool could not produce a result; the message is redacted and meant for the model."""
+
+    code: str
+    message: str
+    param: str | None = None
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """A call the caller must execute (function tools)."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class RequiresAction:
+    """The caller must run `function_call` and continue."""
+
+    function_call: FunctionCall
+
+
+Outcome: TypeAlias = Completed | Failed | RequiresAction
+
+
+@dataclass(frozen=True)
+class Execution:
+    """An outcome with what the caller needs to report it."""
+
+    call_id: str
+    tool: str
+    outcome: Outcome
+    duration_ms: float
+
+
+class Executor:
+    """Runs tool calls; the HTTP API, the MCP server and the agent loop all come here."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        http: httpx.AsyncClient,
+        renderer: Renderer,
+        metrics: Metrics,
+        default_timeout: float,
+        max_timeout: float,
+    ) -> None:
+        self._registry = registry
+        self._http = http
+        self._renderer = renderer
+        self._metrics = metrics
+        self._default_timeout = default_timeout
+        self._max_timeout = max_timeout
+
+    async def execute(self, call: ToolCall, *, deadline: Deadline | None = None) -> Execution:
+        """Run one call to an outcome; raises only for a reference that names no tool."""
+        started = time.perf_counter()
+        resolved = await self._registry.resolve(call.reference)
+        redactor = Redactor([*secret_values(call.variables), *resolved.held_secrets])
+        name = resolved.tool.definition.name
+        seconds = min(call.timeout or self._default_timeout, self._max_timeout)
+        own = Deadline.after(seconds)
+        effective = own if deadline is None or own.at < deadline.at else deadline
+        with redacting(redactor):
+            outcome = await self._run(call, resolved.tool, redactor, effective)
+            duration_ms = (time.perf_counter() - started) * 1000
+            self._metrics.observe_call(resolved.kind, _status(outcome), duration_ms / 1000)
+            _log_outcome(call.call_id, name, outcome, duration_ms)
+        return Execution(call.call_id, name, outcome, round(duration_ms, 3))
+
+    async def _run(
+        self, call: ToolCall, tool: Tool, redactor: Redactor, deadline: Deadline
+    ) -> Outcome:
+        budget = deadline.remaining()
+        try:
+            arguments = bind_arguments(call.arguments, tool.definition.parameters)
+            ctx = ToolContext(
+                call_id=call.call_id,
+                deadline=deadline,
+                variables=call.variables,
+                http=self._http,
+                renderer=self._renderer,
+            )
+            with anyio.fail_after(budget):
+                output = await tool.run(arguments, ctx)
+        except ToolError as exc:
+            return Failed(exc.code, redactor.redact(exc.message), getattr(exc, "param", None))
+        except TimeoutError:
+            return Failed("tool_timeout", f"the tool did not finish within {budget:.3g} s")
+        except Exception:  # the pipeline is an edge: a broken tool must not take a batch down
+            log.exception("tool.crashed", call_id=call.call_id)
+            return Failed("internal_error", "the tool failed unexpectedly; see the service logs")
+        if isinstance(output, ToolResult):
+            return Completed(redactor.redact_value(output.value))
+        assert isinstance(output, HandBack)
+        arguments_text = redactor.redact(json.dumps(output.arguments, ensure_ascii=False))
+        return RequiresAction(FunctionCall(call.call_id, output.name, arguments_text))
+
+
+def _status(outcome: Outcome) -> str:
+    match outcome:
+        case Completed():
+            return "completed"
+        case Failed():
+            return "failed"
+        case RequiresAction():
+            return "requires_action"
+
+
+def _log_outcome(call_id: str, tool: str, outcome: Outcome, duration_ms: float) -> None:
+    fields: dict[str, object] = {
+        "call_id": call_id,
+        "tool": tool,
+        "status": _status(outcome),
+        "duration_ms": round(duration_ms, 3),
+    }
+    if isinstance(outcome, Failed):
+        fields["code"] = outcome.code
+        fields["error"] = outcome.message
+    log.info("tool.executed", **fields)

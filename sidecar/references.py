@@ -1,0 +1,118 @@
+"""Tool references: the `tools[]` entries of orq's Responses API, parsed once at the edge.
+
+Accepted forms (SPEC §2):
+- `{"type": "orq:current_date"}` and the other platform tools;
+- `{"type": "orq:http" | "orq:function" | "orq:code", "tool_id" | "key": ...}`;
+- `{"type": "http" | "code" | "function" | "mcp", "key" | "id": ...}` (agent-manifest form);
+- an inline definition: `{"type": "http", "key", "http": {...}}`, `{"type": "function",
+  "function": {...}}` or the flat Responses form `{"type": "function", "name", "parameters"}`;
+- a bare string: a platform tool name, a key or an id (CLI shorthand).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from pydantic import ValidationError
+
+from sidecar.definitions import ToolDefinition, definition_adapter
+from sidecar.errors import BadRequest
+
+__all__ = ["Builtin", "Inline", "Registered", "ToolReference", "parse_reference"]
+
+PLATFORM_PREFIX = "orq:"
+REGISTERED_KINDS = frozenset({"http", "code", "function", "mcp"})
+PAYLOAD_FIELDS = {"http": "http", "function": "function", "code": "code_tool", "mcp": "mcp"}
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A platform tool, by name (`current_date`)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A tool in the registry, by id or key, optionally of an expected kind."""
+
+    ident: str
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class Inline:
+    """A full definition sent with the call."""
+
+    definition: ToolDefinition
+
+
+ToolReference: TypeAlias = Builtin | Registered | Inline
+
+
+def parse_reference(entry: object, *, param: str = "tool") -> ToolReference:
+    """One `tools[]` entry (or a bare name) to a reference; `BadRequest` names what is wrong."""
+    if isinstance(entry, str):
+        if not entry:
+            raise BadRequest("a tool reference cannot be empty", param=param)
+        return Registered(entry)
+    if not isinstance(entry, dict):
+        raise BadRequest("a tool reference must be an object or a string", param=param)
+    kind = entry.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise BadRequest("a tool reference needs a 'type'", param=f"{param}.type")
+    if kind.startswith(PLATFORM_PREFIX):
+        return _platform(kind.removeprefix(PLATFORM_PREFIX), entry, param)
+    if kind not in REGISTERED_KINDS:
+        raise BadRequest(f"unknown tool type {kind!r}", param=f"{param}.type")
+    if PAYLOAD_FIELDS[kind] in entry or (kind == "function" and "name" in entry):
+        return Inline(_inline(kind, entry, param))
+    return Registered(_ident(entry, ("key", "id", "tool_id"), param), kind)
+
+
+def _platform(name: str, entry: dict[str, Any], param: str) -> ToolReference:
+    if name in REGISTERED_KINDS:
+        return Registered(_ident(entry, ("tool_id", "key", "id"), param), name)
+    return Builtin(name)
+
+
+def _ident(entry: dict[str, Any], fields: tuple[str, ...], param: str) -> str:
+    for field in fields:
+        value = entry.get(field)
+        if isinstance(value, str) and value:
+            return value
+    names = " or ".join(repr(field) for field in fields)
+    raise BadRequest(f"a {entry['type']!r} tool reference needs {names}", param=param)
+
+
+def _inline(kind: str, entry: dict[str, Any], param: str) -> ToolDefinition:
+    body = dict(entry)
+    if kind == "function" and "function" not in body:
+        body = _flat_function(body)
+    body.setdefault("key", _inline_key(kind, body))
+    try:
+        return definition_adapter.validate_python(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "tool"
+        raise BadRequest(
+            f"invalid inline tool: {where}: {first['msg']}", param=f"{param}.{where}"
+        ) from None
+
+
+def _flat_function(body: dict[str, Any]) -> dict[str, Any]:
+    function = {
+        name: body.pop(name)
+        for name in ("name", "description", "parameters", "strict")
+        if name in body
+    }
+    return {**body, "function": function}
+
+
+def _inline_key(kind: str, body: dict[str, Any]) -> str:
+    if kind == "function" and isinstance(body.get("function"), dict):
+        name = body["function"].get("name")
+        if isinstance(name, str) and name:
+            return name.replace("-", "_")
+    return "inline"

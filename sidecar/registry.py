@@ -1,0 +1,217 @@
+"""The tool registry: platform tools, manifest tools and API-registered tools in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from ulid import ULID
+
+from sidecar.definitions import (
+    HttpToolDefinition,
+    StoredTool,
+    ToolDefinition,
+    definition_adapter,
+    parse_tool_id,
+)
+from sidecar.errors import BadRequest, Conflict, ManifestError, ToolNotFound
+from sidecar.factory import ToolFactory
+from sidecar.references import Builtin, Inline, Registered, ToolReference
+from sidecar.store import KeyTaken, ToolStore, VersionConflict
+from tools.base import Tool
+
+__all__ = ["Page", "Registry", "Resolved"]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A tool ready to run, its kind, and the stored secrets it holds."""
+
+    tool: Tool
+    kind: str
+    held_secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the tool list."""
+
+    tools: list[StoredTool]
+    has_more: bool
+
+
+class Registry:
+    """Looks tools up for execution and manages the registered ones."""
+
+    def __init__(
+        self,
+        *,
+        store: ToolStore,
+        factory: ToolFactory,
+        builtins: Mapping[str, Tool],
+        manifest_tools: Sequence[StoredTool] = (),
+    ) -> None:
+        self._store = store
+        self._factory = factory
+        self._builtins = dict(builtins)
+        self._manifests_by_id = {tool.id: tool for tool in manifest_tools}
+        self._manifests_by_key = {tool.definition.key: tool for tool in manifest_tools}
+
+    @property
+    def builtins(self) -> Mapping[str, Tool]:
+        """The platform tools, by name."""
+        return self._builtins
+
+    async def resolve(self, reference: ToolReference) -> Resolved:
+        """The runnable tool a reference names; `ToolNotFound` when there is none."""
+        match reference:
+            case Builtin(name):
+                return self._builtin(name)
+            case Inline(definition):
+                built = self._factory.build(definition)
+                return Resolved(built.tool, definition.type, built.held_secrets)
+            case Registered(ident, kind):
+                stored = await self._find(ident)
+                if stored is None and kind is None and ident in self._builtins:
+                    return self._builtin(ident)
+                if stored is None:
+                    raise ToolNotFound(f"no tool with id or key {ident!r}", param="tool")
+                if kind is not None and stored.definition.type != kind:
+                    raise ToolNotFound(
+                        f"tool {ident!r} is a {stored.definition.type} tool, not {kind}",
+                        param="tool",
+                    )
+                built = self._factory.build(stored.definition)
+                return Resolved(built.tool, stored.definition.type, built.held_secrets)
+
+    def _builtin(self, name: str) -> Resolved:
+        tool = self._builtins.get(name)
+        if tool is None:
+            known = ", ".join(sorted(self._builtins))
+            raise ToolNotFound(f"unknown platform tool {name!r} (available: {known})", param="tool")
+        return Resolved(tool, name)
+
+    async def get(self, ident: str) -> StoredTool:
+        """A registered tool by `tool_<ULID>`, bare ULID or key."""
+        stored = await self._find(ident)
+        if stored is None:
+            raise ToolNotFound(f"no tool with id or key {ident!r}", param="tool_id")
+        return stored
+
+    async def _find(self, ident: str) -> StoredTool | None:
+        ulid = parse_tool_id(ident)
+        if ulid is not None:
+            found = self._manifests_by_id.get(ulid) or await self._store.get(ulid)
+            if found is not None:
+                return found
+        return self._manifests_by_key.get(ident) or await self._store.get_by_key(ident)
+
+    async def create(self, definition: ToolDefinition) -> StoredTool:
+        """Register a new tool; its key must be free."""
+        self._check_key_free(definition.key)
+        now = datetime.now(UTC)
+        stored = StoredTool(
+            id=str(ULID()), definition=self._sealed(definition), created=now, updated=now
+        )
+        self._factory.build(stored.definition)
+        try:
+            await self._store.insert(stored)
+        except KeyTaken:
+            raise Conflict(f"a tool with key {definition.key!r} exists", param="key") from None
+        return stored
+
+    async def update(self, ident: str, changes: Mapping[str, Any]) -> StoredTool:
+        """Apply a PATCH: top-level fields merge, a nested payload replaces the stored one."""
+        current = self._writable(await self.get(ident))
+        body = {**current.definition.model_dump(mode="json", exclude_none=True), **changes}
+        if body.get("type") != current.definition.type:
+            raise BadRequest("the type of a tool cannot change", param="type")
+        try:
+            definition = definition_adapter.validate_python(body)
+        except ValidationError as exc:
+            raise invalid_definition(exc) from None
+        if definition.key != current.definition.key:
+            self._check_key_free(definition.key)
+        updated = current.model_copy(
+            update={
+                "definition": self._sealed(definition, current.definition),
+                "updated": datetime.now(UTC),
+                "version": current.version + 1,
+            }
+        )
+        self._factory.build(updated.definition)
+        try:
+            await self._store.replace(updated, expected_version=current.version)
+        except KeyTaken:
+            raise Conflict(f"a tool with key {definition.key!r} exists", param="key") from None
+        except VersionConflict:
+            raise Conflict("the tool changed meanwhile; fetch it and try again") from None
+        return updated
+
+    async def delete(self, ident: str) -> StoredTool:
+        """Remove a registered tool."""
+        current = self._writable(await self.get(ident))
+        await self._store.delete(current.id)
+        return current
+
+    async def page(
+        self, *, limit: int, starting_after: str | None, ending_before: str | None
+    ) -> Page:
+        """Newest first, across manifests and the store; cursors are tool ids."""
+        everything = sorted(
+            [*self._manifests_by_id.values(), *await self._store.all()],
+            key=lambda tool: tool.id,
+            reverse=True,
+        )
+        if starting_after is not None:
+            cursor = await self._cursor(starting_after)
+            after = [tool for tool in everything if tool.id < cursor]
+            return Page(after[:limit], len(after) > limit)
+        if ending_before is not None:
+            cursor = await self._cursor(ending_before)
+            before = [tool for tool in everything if tool.id > cursor]
+            return Page(before[-limit:], len(before) > limit)
+        return Page(everything[:limit], len(everything) > limit)
+
+    async def all(self) -> list[StoredTool]:
+        """Every registered tool (manifests first), for listings and the MCP face."""
+        return [*self._manifests_by_id.values(), *await self._store.all()]
+
+    async def _cursor(self, ident: str) -> str:
+        ulid = parse_tool_id(ident)
+        return ulid if ulid is not None else (await self.get(ident)).id
+
+    def _check_key_free(self, key: str) -> None:
+        if key in self._manifests_by_key or key in self._builtins:
+            raise Conflict(f"key {key!r} is taken by a manifest or platform tool", param="key")
+
+    def _writable(self, stored: StoredTool) -> StoredTool:
+        if stored.source == "manifest":
+            raise Conflict(
+                f"tool {stored.definition.key!r} comes from a manifest file; edit the file instead",
+                code="read_only_tool",
+            )
+        return stored
+
+    def _sealed(
+        self, definition: ToolDefinition, previous: ToolDefinition | None = None
+    ) -> ToolDefinition:
+        if not isinstance(definition, HttpToolDefinition):
+            return definition
+        before = previous.http if isinstance(previous, HttpToolDefinition) else None
+        return definition.model_copy(
+            update={"http": self._factory.seal_headers(definition.http, before)}
+        )
+
+
+def invalid_definition(exc: ValidationError) -> ManifestError:
+    """The first problems of a definition that does not validate, naming the fields."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'tool'}: {error['msg']}"
+        for error in exc.errors()[:5]
+    )
+    first = exc.errors()[0]["loc"]
+    return ManifestError(f"invalid tool definition: {problems}", param=".".join(map(str, first)))

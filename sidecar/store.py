@@ -1,0 +1,254 @@
+"""The SQLite tool registry store: the state directory's `registry.sqlite3`.
+
+    KeyTaken          another tool already has the key
+    VersionConflict   the row is gone or was changed since it was read
+
+The store keeps what it is given; encrypting header values is the registry's job.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TypeVar
+
+import anyio.to_thread
+
+from sidecar.definitions import StoredTool, definition_adapter
+
+__all__ = ["KeyTaken", "ToolStore", "VersionConflict"]
+
+T = TypeVar("T")
+
+BUSY_TIMEOUT_MS = 5000
+# One tuple of statements per schema version; PRAGMA user_version counts those applied.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE tools (
+            id TEXT PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            body TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )""",
+    ),
+)
+COLUMNS = "id, key, type, body, version, created, updated"
+Row = tuple[str, str, str, str, int, str, str]
+
+
+class KeyTaken(Exception):
+    """Another tool already has this key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"a tool with key {key!r} already exists")
+        self.key = key
+
+
+class VersionConflict(Exception):
+    """The tool is gone or changed since the expected version was read."""
+
+    def __init__(self, tool_id: str, expected_version: int) -> None:
+        super().__init__(f"tool {tool_id} is no longer at version {expected_version}")
+        self.tool_id = tool_id
+        self.expected_version = expected_version
+
+
+class ToolStore:
+    """Registered tools in one SQLite file, reached through one serialised connection."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    async def __aenter__(self) -> ToolStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Connect, creating the file and bringing the schema up to date."""
+        if self._conn is None:
+            self._conn = await anyio.to_thread.run_sync(self._connect)
+
+    async def close(self) -> None:
+        """Close the connection; closing twice is harmless."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await anyio.to_thread.run_sync(self._locked(conn.close))
+
+    async def insert(self, tool: StoredTool) -> None:
+        """Add a new tool; KeyTaken when its key is in use."""
+        row = _to_row(tool)
+        sql = f"INSERT INTO tools ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+        await self._run(lambda conn: _write(conn, sql, row, tool.definition.key))
+
+    async def get(self, tool_id: str) -> StoredTool | None:
+        """The tool with this bare ULID, if any."""
+        return await self._one("id", tool_id)
+
+    async def get_by_key(self, key: str) -> StoredTool | None:
+        """The tool with this key, if any."""
+        return await self._one("key", key)
+
+    async def replace(self, tool: StoredTool, *, expected_version: int) -> None:
+        """Overwrite a tool still at `expected_version`; VersionConflict or KeyTaken otherwise."""
+        _, key, type_, body, version, created, updated = _to_row(tool)
+        sql = (
+            "UPDATE tools SET key = ?, type = ?, body = ?, version = ?, created = ?, updated = ?"
+            " WHERE id = ? AND version = ?"
+        )
+        params = (key, type_, body, version, created, updated, tool.id, expected_version)
+        changed = await self._run(lambda conn: _write(conn, sql, params, key))
+        if changed == 0:
+            raise VersionConflict(tool.id, expected_version)
+
+    async def delete(self, tool_id: str) -> bool:
+        """Remove a tool; whether there was one."""
+        sql = "DELETE FROM tools WHERE id = ?"
+        changed = await self._run(lambda conn: conn.execute(sql, (tool_id,)).rowcount)
+        return changed > 0
+
+    async def page(
+        self, *, limit: int, starting_after: str | None = None, ending_before: str | None = None
+    ) -> tuple[list[StoredTool], bool]:
+        """Up to `limit` tools newest first, after or before a cursor id, and whether more exist."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if starting_after is not None and ending_before is not None:
+            raise ValueError("starting_after and ending_before cannot be combined")
+        select = f"SELECT {COLUMNS} FROM tools"  # noqa: S608
+        params: tuple[str, ...]
+        if ending_before is not None:
+            sql, params = f"{select} WHERE id > ? ORDER BY id ASC LIMIT ?", (ending_before,)
+        elif starting_after is not None:
+            sql, params = f"{select} WHERE id < ? ORDER BY id DESC LIMIT ?", (starting_after,)
+        else:
+            sql, params = f"{select} ORDER BY id DESC LIMIT ?", ()
+        rows: list[Row] = await self._run(
+            lambda conn: conn.execute(sql, (*params, limit + 1)).fetchall()
+        )
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        if ending_before is not None:
+            rows.reverse()
+        return [_from_row(row) for row in rows], has_more
+
+    async def all(self) -> list[StoredTool]:
+        """Every stored tool, newest first."""
+        sql = f"SELECT {COLUMNS} FROM tools ORDER BY id DESC"  # noqa: S608
+        rows: list[Row] = await self._run(lambda conn: conn.execute(sql).fetchall())
+        return [_from_row(row) for row in rows]
+
+    async def ping(self) -> None:
+        """Run a trivial query; raises when the database cannot answer."""
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    async def _one(self, column: str, value: str) -> StoredTool | None:
+        sql = f"SELECT {COLUMNS} FROM tools WHERE {column} = ?"  # noqa: S608
+        row: Row | None = await self._run(lambda conn: conn.execute(sql, (value,)).fetchone())
+        return None if row is None else _from_row(row)
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("the tool store is not open")
+        return await anyio.to_thread.run_sync(self._locked(lambda: work(conn)))
+
+    def _locked(self, work: Callable[[], T]) -> Callable[[], T]:
+        def call() -> T:
+            with self._lock:
+                return work()
+
+        return call
+
+    def _connect(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            _migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (current,) = conn.execute("PRAGMA user_version").fetchone()
+        _check_known(current)
+        for version, statements in enumerate(MIGRATIONS[current:], start=current + 1):
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _check_known(version: int) -> None:
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"registry schema version {version} is newer than this sidecar knows "
+            f"({len(MIGRATIONS)}); upgrade the sidecar"
+        )
+
+
+def _write(conn: sqlite3.Connection, sql: str, params: tuple[object, ...], key: str) -> int:
+    try:
+        return conn.execute(sql, params).rowcount
+    except sqlite3.IntegrityError as exc:
+        if "tools.key" in str(exc):
+            raise KeyTaken(key) from None
+        raise
+
+
+def _timestamp(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("stored timestamps must be timezone-aware")
+    return moment.astimezone(UTC).isoformat()
+
+
+def _to_row(tool: StoredTool) -> Row:
+    body = json.dumps(tool.definition.model_dump(mode="json"), separators=(",", ":"))
+    return (
+        tool.id,
+        tool.definition.key,
+        tool.definition.type,
+        body,
+        tool.version,
+        _timestamp(tool.created),
+        _timestamp(tool.updated),
+    )
+
+
+def _from_row(row: Row) -> StoredTool:
+    tool_id, _key, _type, body, version, created, updated = row
+    return StoredTool(
+        id=tool_id,
+        definition=definition_adapter.validate_python(json.loads(body)),
+        created=datetime.fromisoformat(created),
+        updated=datetime.fromisoformat(updated),
+        version=version,
+        source="api",
+    )

@@ -1,0 +1,219 @@
+"""ToolStore: the SQLite registry store."""
+
+from __future__ import annotations
+
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from ulid import ULID
+
+from sidecar.crypto import SecretBox
+from sidecar.definitions import StoredTool, definition_adapter
+from sidecar.store import KeyTaken, ToolStore, VersionConflict
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def http_body(key: str = "weather", authorization: Any = "Bearer xyz") -> dict[str, Any]:
+    header = {"value": authorization, "encrypted": True}
+    return {
+        "type": "http",
+        "key": key,
+        "description": "Weather",
+        "http": {
+            "blueprint": {
+                "url": "https://api.example.com/w/{{city}}",
+                "method": "GET",
+                "headers": {"Authorization": header},
+            },
+            "arguments": {"city": {"type": "string", "description": "City"}},
+        },
+    }
+
+
+def function_body(key: str = "lookup") -> dict[str, Any]:
+    return {
+        "type": "function",
+        "key": key,
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+        },
+    }
+
+
+def stored(body: dict[str, Any], tool_id: str | None = None, version: int = 1) -> StoredTool:
+    return StoredTool(
+        id=tool_id or str(ULID()),
+        definition=definition_adapter.validate_python(body),
+        created=NOW,
+        updated=NOW,
+        version=version,
+    )
+
+
+def ordered_ids(count: int) -> list[str]:
+    """Ids oldest first, whatever millisecond they were made in."""
+    return sorted(str(ULID()) for _ in range(count))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "registry.sqlite3"
+
+
+async def test_inserted_tool_is_found_by_id_and_key(db_path: Path) -> None:
+    tool = stored(http_body())
+    async with ToolStore(db_path) as store:
+        await store.insert(tool)
+        assert await store.get(tool.id) == tool
+        assert await store.get_by_key("weather") == tool
+        assert await store.get(str(ULID())) is None
+        assert await store.get_by_key("nope") is None
+
+
+async def test_function_tool_round_trips(db_path: Path) -> None:
+    tool = stored(function_body())
+    async with ToolStore(db_path) as store:
+        await store.insert(tool)
+        found = await store.get(tool.id)
+    assert found == tool
+    assert found.source == "api"
+
+
+async def test_state_directory_is_created_owner_only(db_path: Path) -> None:
+    async with ToolStore(db_path) as store:
+        await store.ping()
+    assert stat.S_IMODE(db_path.parent.stat().st_mode) & 0o077 == 0
+
+
+async def test_duplicate_key_is_refused(db_path: Path) -> None:
+    async with ToolStore(db_path) as store:
+        await store.insert(stored(http_body()))
+        with pytest.raises(KeyTaken) as caught:
+            await store.insert(stored(function_body(key="weather")))
+        assert caught.value.key == "weather"
+        assert len(await store.all()) == 1
+
+
+async def test_replace_bumps_a_tool_at_the_expected_version(db_path: Path) -> None:
+    tool = stored(http_body())
+    later = NOW + timedelta(minutes=5)
+    changed = tool.model_copy(
+        update={"definition": stored(http_body(key="forecast")).definition, "version": 2}
+    ).model_copy(update={"updated": later})
+    async with ToolStore(db_path) as store:
+        await store.insert(tool)
+        await store.replace(changed, expected_version=1)
+        assert await store.get(tool.id) == changed
+        assert await store.get_by_key("weather") is None
+        assert (await store.get_by_key("forecast")) == changed
+
+
+async def test_replace_with_a_stale_version_conflicts(db_path: Path) -> None:
+    tool = stored(http_body())
+    async with ToolStore(db_path) as store:
+        await store.insert(tool)
+        await store.replace(tool.model_copy(update={"version": 2}), expected_version=1)
+        with pytest.raises(VersionConflict):
+            await store.replace(tool.model_copy(update={"version": 2}), expected_version=1)
+        with pytest.raises(VersionConflict):
+            await store.replace(stored(function_body(), version=2), expected_version=1)
+        assert (await store.get(tool.id)) == tool.model_copy(update={"version": 2})
+
+
+async def test_replace_onto_a_taken_key_is_refused(db_path: Path) -> None:
+    weather, lookup = stored(http_body()), stored(function_body())
+    renamed = lookup.model_copy(
+        update={"definition": stored(function_body(key="weather")).definition, "version": 2}
+    )
+    async with ToolStore(db_path) as store:
+        await store.insert(weather)
+        await store.insert(lookup)
+        with pytest.raises(KeyTaken):
+            await store.replace(renamed, expected_version=1)
+        assert await store.get(lookup.id) == lookup
+
+
+async def test_delete_removes_a_tool_once(db_path: Path) -> None:
+    tool = stored(http_body())
+    async with ToolStore(db_path) as store:
+        await store.insert(tool)
+        assert await store.delete(tool.id) is True
+        assert await store.delete(tool.id) is False
+        assert await store.get(tool.id) is None
+        await store.insert(stored(http_body()))  # the key is free again
+
+
+async def test_pages_go_newest_first_in_both_directions(db_path: Path) -> None:
+    ids = ordered_ids(5)
+    newest_first = list(reversed(ids))
+    async with ToolStore(db_path) as store:
+        for number, tool_id in enumerate(ids):
+            await store.insert(stored(function_body(key=f"tool{number}"), tool_id=tool_id))
+
+        first, more = await store.page(limit=2)
+        assert ([t.id for t in first], more) == (newest_first[:2], True)
+        second, more = await store.page(limit=2, starting_after=first[-1].id)
+        assert ([t.id for t in second], more) == (newest_first[2:4], True)
+        last, more = await store.page(limit=2, starting_after=second[-1].id)
+        assert ([t.id for t in last], more) == (newest_first[4:], False)
+
+        back, more = await store.page(limit=2, ending_before=last[0].id)
+        assert ([t.id for t in back], more) == (newest_first[2:4], True)
+        front, more = await store.page(limit=2, ending_before=back[0].id)
+        assert ([t.id for t in front], more) == (newest_first[:2], False)
+
+        everything, more = await store.page(limit=10)
+        assert ([t.id for t in everything], more) == (newest_first, False)
+        assert [t.id for t in await store.all()] == newest_first
+
+
+async def test_page_refuses_two_cursors_or_no_room(db_path: Path) -> None:
+    tool_id = str(ULID())
+    async with ToolStore(db_path) as store:
+        with pytest.raises(ValueError, match="combined"):
+            await store.page(limit=1, starting_after=tool_id, ending_before=tool_id)
+        with pytest.raises(ValueError, match="limit"):
+            await store.page(limit=0)
+
+
+async def test_tools_persist_across_close_and_reopen(db_path: Path) -> None:
+    tool = stored(http_body())
+    async with ToolStore(db_path) as store:
+        await store.insert(tool)
+    async with ToolStore(db_path) as store:
+        assert await store.get(tool.id) == tool
+        await store.ping()
+
+
+async def test_a_closed_store_refuses_work(db_path: Path) -> None:
+    store = ToolStore(db_path)
+    await store.open()
+    await store.close()
+    await store.close()
+    with pytest.raises(RuntimeError, match="not open"):
+        await store.ping()
+
+
+async def test_encrypted_header_value_is_not_on_disk_in_plaintext(db_path: Path) -> None:
+    plaintext = "Bearer sk-live-plaintext-marker-7f3a"
+    box = SecretBox(Fernet.generate_key())
+    tool = stored(http_body(authorization=box.encrypt(plaintext)))
+    async with ToolStore(db_path) as store:
+        await store.insert(tool)
+        await store.replace(tool.model_copy(update={"version": 2}), expected_version=1)
+        found = await store.get(tool.id)
+    assert found == tool.model_copy(update={"version": 2})
+
+    files = [path for path in db_path.parent.iterdir() if path.name.startswith(db_path.name)]
+    raw = b"".join(path.read_bytes() for path in files)
+    assert b"enc:v1:" in raw
+    assert plaintext.encode() not in raw
+    assert b"sk-live-plaintext-marker" not in raw

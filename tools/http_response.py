@@ -1,0 +1,104 @@
+"""Reading an HTTP tool's upstream response into a plain-JSON result, size-capped."""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import json
+from collections.abc import AsyncGenerator
+from typing import cast
+
+import httpx
+
+from tools.base import JsonObject, JsonValue
+
+__all__ = ["SAFE_HEADERS", "parse_body", "read_capped", "read_result", "safe_headers"]
+
+SAFE_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "content-language",
+        "location",
+        "retry-after",
+        "etag",
+        "last-modified",
+        "cache-control",
+        "date",
+        "x-request-id",
+    }
+)
+_SAFE_PREFIXES = ("x-ratelimit-", "ratelimit-")
+
+
+def safe_headers(headers: httpx.Headers) -> dict[str, JsonValue]:
+    """The response headers worth showing the model; cookies and the like are dropped."""
+    out: dict[str, JsonValue] = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in SAFE_HEADERS or lower.startswith(_SAFE_PREFIXES):
+            out[lower] = value
+    return out
+
+
+async def read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the (decoded) body, and whether there was more."""
+    chunks: list[bytes] = []
+    size = 0
+    iterator = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+    async with contextlib.aclosing(iterator) as body:
+        async for chunk in body:
+            if size + len(chunk) > limit:
+                chunks.append(chunk[: limit - size])
+                return b"".join(chunks), True
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks), False
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _reject_constant(name: str) -> JsonValue:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode(content: bytes, charset: str | None) -> str:
+    encoding = charset or "utf-8"
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        encoding = "utf-8"
+    return content.decode(encoding, errors="replace")
+
+
+def parse_body(
+    content: bytes, content_type: str, charset: str | None, *, truncated: bool
+) -> JsonValue:
+    """Parsed JSON when the response is complete JSON, else the decoded text."""
+    text = _decode(content, charset)
+    if _is_json(content_type) and not truncated:
+        try:
+            return cast(JsonValue, json.loads(text, parse_constant=_reject_constant))
+        except ValueError:
+            pass
+    return text
+
+
+async def read_result(response: httpx.Response, limit: int) -> JsonObject:
+    """The tool result for `response`: status, safe headers, body, truncated."""
+    content, truncated = await read_capped(response, limit)
+    body = parse_body(
+        content,
+        response.headers.get("content-type", ""),
+        response.charset_encoding,
+        truncated=truncated,
+    )
+    return {
+        "status_code": response.status_code,
+        "headers": safe_headers(response.headers),
+        "body": body,
+        "truncated": truncated,
+    }

@@ -1,0 +1,247 @@
+"""Secret redaction: the one place where secret values are masked on the way out.
+
+A `Redactor` is built once per call from the secrets the call may see. It registers
+each secret's exact value plus the encodings it commonly leaks in (JSON, `repr`,
+URL, HTML, base64 in its three byte alignments, each line of a multi-line value),
+finds every occurrence with one Aho-Corasick pass, merges overlapping and adjacent
+occurrences and replaces each merged run by `MASK`. `StreamRedactor` does the same
+over a stream of chunks, holding back at most `longest - 1` characters.
+
+Best effort against accidental leaks, like the CI maskers it copies: a secret that
+is transformed in any other way (reversed, split, re-encoded twice) gets through.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import html
+import json
+from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
+
+import ahocorasick
+
+from tools.base import JsonValue
+
+__all__ = ["MASK", "Redactor", "StreamRedactor"]
+
+MASK = "***"
+
+# Short derived needles would mask unrelated text (a 4-char base64 run is common).
+_MIN_DERIVED = 6
+_URLSAFE = str.maketrans("+/", "-_")
+
+# pyahocorasick finds a node's child by a linear scan in insertion order, so most of
+# the scan time goes to looking up text characters among the root's children. Adding
+# words in the order of how often their characters occur in typical text (logs, JSON,
+# prose) roughly doubles throughput. Frequent characters that start no needle get a
+# placeholder word (value 0, never reported) so that they, too, are found early.
+_FREQUENT = (
+    ' etaoinsrhldcumwfygpbvk\n"0/:1,2._-=3456789xjqz'
+    "TESAORINLCDMPGHUFBWYVKXJQZ{}[]()'\t<>?&;#%+*@!|$^~`\\\r"
+)
+_RANK = {char: rank for rank, char in enumerate(_FREQUENT)}
+_PLACEHOLDER_TAIL = "\uffff"
+
+
+def _base64_forms(raw: bytes) -> Iterable[str]:
+    """The base64 text that depends only on `raw`, for each of its three byte alignments."""
+    for skew in range(3):
+        encoded = base64.b64encode(bytes(skew) + raw).decode("ascii")
+        # Characters that carry bits of the skew bytes, or of whatever follows the
+        # secret, differ from one occurrence to the next: keep the rest.
+        start = (8 * skew + 5) // 6
+        stop = 8 * (skew + len(raw)) // 6
+        piece = encoded[start:stop]
+        yield piece
+        yield piece.translate(_URLSAFE)
+
+
+def _needles(secret: str) -> set[str]:
+    """Every string registered for one secret: the value and its derived forms."""
+    if not secret:
+        return set()
+    raw = secret.encode("utf-8", "surrogatepass")
+    derived = {
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+        quote(raw, safe=""),
+        quote(raw),
+        quote_plus(raw),
+        html.escape(secret),
+        html.escape(secret, quote=False),
+        *_base64_forms(raw),
+    }
+    lines = secret.splitlines()
+    if len(lines) > 1:
+        derived.update(lines)
+    return {secret} | {form for form in derived if len(form) >= _MIN_DERIVED}
+
+
+def _rank_key(word: str) -> list[int]:
+    return [_RANK.get(char, len(_RANK) + ord(char)) for char in word]
+
+
+def _build_automaton(needles: set[str]) -> ahocorasick.Automaton:
+    """An automaton whose values are needle lengths (0 for placeholder words)."""
+    words = {needle: len(needle) for needle in needles}
+    firsts = {needle[0] for needle in needles}
+    for char in _FREQUENT:
+        if char not in firsts:
+            words[char + _PLACEHOLDER_TAIL] = 0
+    automaton = ahocorasick.Automaton()
+    for word in sorted(words, key=_rank_key):
+        automaton.add_word(word, words[word])
+    automaton.make_automaton()
+    return automaton
+
+
+def _merge(
+    matches: Iterable[tuple[int, int]],
+    spans: list[tuple[int, int]],
+    shift: int = 0,
+    first_end: int = 0,
+) -> None:
+    """Merge `(end_index, length)` matches into `spans`, sorted, disjoint, non-adjacent.
+
+    Indexes are moved by `shift`; matches ending before `first_end` are skipped. Matches
+    come in order of their end index, so a new match can only swallow spans at the end
+    of the list.
+    """
+    for end_index, length in matches:
+        if not length or end_index < first_end:
+            continue
+        start, stop = shift + end_index + 1 - length, shift + end_index + 1
+        while spans and start <= spans[-1][1]:
+            start = min(start, spans.pop()[0])
+        spans.append((start, stop))
+
+
+class Redactor:
+    """Masks a fixed set of secrets, and their usual encodings, in text and JSON values."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        needles: set[str] = set()
+        for secret in secrets:
+            needles |= _needles(secret)
+        self._longest = max(map(len, needles), default=0)
+        self._automaton = _build_automaton(needles) if needles else None
+
+    @classmethod
+    def empty(cls) -> Redactor:
+        """A redactor that masks nothing."""
+        return cls(())
+
+    def __bool__(self) -> bool:
+        return self._automaton is not None
+
+    @property
+    def longest(self) -> int:
+        """The length of the longest needle (0 when there is none)."""
+        return self._longest
+
+    def redact(self, text: str) -> str:
+        """`text` with every occurrence of a needle masked; `text` itself when none."""
+        if self._automaton is None:
+            return text
+        spans: list[tuple[int, int]] = []
+        _merge(self._automaton.iter(text), spans)
+        if not spans:
+            return text
+        pieces: list[str] = []
+        pos = 0
+        for start, stop in spans:
+            pieces += (text[pos:start], MASK)
+            pos = stop
+        pieces.append(text[pos:])
+        return "".join(pieces)
+
+    def redact_value(self, value: JsonValue) -> JsonValue:
+        """A copy of a JSON value with every string redacted, dict keys included."""
+        if self._automaton is None:
+            return value
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {self.redact(key): self.redact_value(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.redact_value(item) for item in value]
+        return value
+
+    def stream(self) -> StreamRedactor:
+        """A new streaming redactor sharing this redactor's needles."""
+        return StreamRedactor(self._automaton, max(self._longest - 1, 0))
+
+
+class StreamRedactor:
+    """Redacts a text stream chunk by chunk; the joined output equals `redact(whole)`.
+
+    Get one from `Redactor.stream()`. Call `close()` at the end and also on error or
+    cancellation, so the held-back tail is not lost.
+    """
+
+    def __init__(self, automaton: ahocorasick.Automaton | None, holdback: int) -> None:
+        self._automaton = automaton
+        self._holdback = holdback
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._tail = ""  # the last `holdback` characters fed
+        self._end = 0  # characters fed so far
+        self._offset = 0  # characters settled (emitted as text or under a mask)
+        self._masked_until = -1  # end of the last mask emitted
+        self._pending: list[tuple[int, int]] = []  # spans found but not emitted yet
+        self._closed = False
+
+    def feed(self, chunk: str) -> str:
+        """Take the next chunk; return the text that can be emitted now."""
+        if self._closed:
+            raise ValueError("feed() after close()")
+        if not chunk:
+            return ""
+        # Rescanning the short tail with a fresh iterator, rather than resuming one
+        # with `AutomatonSearchIter.set`, because pyahocorasick 2.x frees the wrong
+        # buffer when resumed with strings of different widths (it crashes).
+        text = self._tail + chunk
+        base = self._end - len(self._tail)
+        self._end += len(chunk)
+        if self._automaton is not None:
+            # Matches ending inside the tail were found by the previous call.
+            _merge(self._automaton.iter(text), self._pending, base, len(self._tail))
+        self._tail = text[max(len(text) - self._holdback, 0) :]
+        # A match not found yet ends after the text seen so far, so it starts no
+        # earlier than `holdback` characters before the end.
+        return self._emit(self._end - self._holdback, text, base)
+
+    def feed_bytes(self, chunk: bytes) -> str:
+        """Like `feed`, for UTF-8 bytes that may split a character across chunks."""
+        return self.feed(self._decoder.decode(chunk))
+
+    def close(self) -> str:
+        """Flush everything held back; later calls return ""."""
+        if self._closed:
+            return ""
+        out = self.feed(self._decoder.decode(b"", final=True))
+        self._closed = True
+        return out + self._emit(self._end, self._tail, self._end - len(self._tail))
+
+    def _emit(self, settled: int, text: str, base: int) -> str:
+        """Emit up to absolute index `settled`; `text` holds the input from `base` on."""
+        pieces: list[str] = []
+        pos = self._offset
+        done = 0
+        for start, stop in self._pending:
+            if start > self._masked_until:
+                if start >= settled:
+                    break  # a later match may still start before it
+                pieces += (text[pos - base : start - base], MASK)
+            # else: it continues the mask already emitted, so no second MASK.
+            self._masked_until = max(self._masked_until, stop)
+            pos = max(pos, stop)
+            done += 1
+        del self._pending[:done]
+        if settled > pos:
+            pieces.append(text[pos - base : settled - base])
+            pos = settled
+        self._offset = pos
+        return "".join(pieces)

@@ -1,0 +1,85 @@
+"""A real `sidecar serve` process on loopback, for end-to-end tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.support.upstream import free_port
+
+__all__ = ["RunningSidecar", "run_sidecar"]
+
+
+@dataclass
+class RunningSidecar:
+    """A started service: where it listens, where it logs, its process."""
+
+    base_url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def logs(self) -> str:
+        """Everything the process has logged so far."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+@contextmanager
+def run_sidecar(
+    workdir: Path, env: Mapping[str, str] | None = None, *, args: tuple[str, ...] = ()
+) -> Iterator[RunningSidecar]:
+    """Start `python -m sidecar serve` in `workdir`; SIGTERM it on exit and check it stopped."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "SIDECAR_PORT": str(port),
+        "SIDECAR_STATE_DIR": str(workdir / "state"),
+        "SIDECAR_MANIFESTS_DIR": str(workdir / "manifests"),
+        "SIDECAR_OUTBOUND_ALLOW": "127.0.0.1",
+        "SIDECAR_LOG_FORMAT": "json",
+        "SIDECAR_LOG_LEVEL": "info",
+        **(env or {}),
+    }
+    log_path = workdir / f"sidecar-{port}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sidecar", "serve", *args],
+            env=environment,
+            cwd=workdir,
+            stdout=log,
+            stderr=log,
+        )
+    running = RunningSidecar(f"http://127.0.0.1:{port}", log_path, process)
+    try:
+        _wait_healthy(running)
+        yield running
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_healthy(running: RunningSidecar) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if running.process.poll() is not None:
+            raise RuntimeError(f"sidecar exited early:\n{running.logs()}")
+        try:
+            if httpx.get(f"{running.base_url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"sidecar did not become healthy:\n{running.logs()}")

@@ -1,0 +1,149 @@
+"""A real HTTP upstream on loopback for tests and benchmarks: it records and echoes requests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+__all__ = ["Recorded", "Upstream", "free_port", "resetting_server", "serve_upstream"]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class Recorded:
+    """What the upstream received."""
+
+    method: str
+    path: str  # as sent, percent-encoding intact
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Upstream:
+    """A running upstream: its base URL and the requests it received."""
+
+    base_url: str
+    requests: list[Recorded] = field(default_factory=list)
+
+
+def _app(upstream: Upstream) -> Starlette:
+    async def echo(request: Request) -> Response:
+        body = await request.body()
+        upstream.requests.append(
+            Recorded(
+                request.method,
+                request.scope["raw_path"].decode("latin-1"),
+                request.url.query,
+                dict(request.headers),
+                body,
+            )
+        )
+        return JSONResponse(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": request.url.query,
+                "headers": dict(request.headers),
+                "body": body.decode("utf-8", "replace"),
+            }
+        )
+
+    async def slow(request: Request) -> Response:
+        await anyio.sleep(float(request.query_params.get("seconds", "30")))
+        return JSONResponse({"slow": True})
+
+    async def redirect(request: Request) -> Response:
+        return RedirectResponse(request.query_params["to"], status_code=302)
+
+    async def status(request: Request) -> Response:
+        code = int(request.path_params["code"])
+        return JSONResponse({"status": code}, status_code=code)
+
+    async def hello(request: Request) -> Response:
+        return JSONResponse({"hello": "world"})
+
+    return Starlette(
+        routes=[
+            Route("/slow", slow),
+            Route("/redirect", redirect),
+            Route("/status/{code:int}", status),
+            Route("/hello", hello),
+            Route("/{path:path}", echo, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        ]
+    )
+
+
+@contextmanager
+def serve_upstream() -> Iterator[Upstream]:
+    """Run the upstream with uvicorn in a thread; stop it on exit."""
+    port = free_port()
+    upstream = Upstream(f"http://127.0.0.1:{port}")
+    config = uvicorn.Config(
+        _app(upstream), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test upstream did not start")
+        time.sleep(0.01)
+    try:
+        yield upstream
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def resetting_server() -> Iterator[str]:
+    """A TCP server on loopback that resets every connection it accepts; yields its base URL."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    stopping = threading.Event()
+
+    def serve() -> None:
+        while not stopping.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            connection.recv(65536)
+            # SO_LINGER with a zero timeout turns close() into a TCP reset.
+            connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+            connection.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stopping.set()
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(timeout=5)

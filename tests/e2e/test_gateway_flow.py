@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import httpx
@@ -39,7 +38,7 @@ def _weather_tool(upstream: Upstream) -> dict[str, object]:
         "description": "Current weather for a city",
         "http": {
             "blueprint": {
-                "url": f"{upstream.base_url}/weather/{{{{city}}}}?key={{{{API_KEY}}}}&units={{{{units}}}}",
+                "url": upstream.base_url + "/weather/{{city}}?key={{API_KEY}}&units={{units}}",
                 "method": "POST",
                 "headers": {
                     "Authorization": "Bearer {{API_KEY}}",

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
 import anyio
 import uvicorn
 from starlette.applications import Starlette
@@ -98,7 +99,12 @@ def serve_upstream() -> Iterator[Upstream]:
     port = free_port()
     upstream = Upstream(f"http://127.0.0.1:{port}")
     config = uvicorn.Config(
-        _app(upstream), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        _app(upstream),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -1,0 +1,98 @@
+"""The `sidecar` command: listing and calling tools from the command line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sidecar.cli import main
+from tests.support.secrets import assert_no_secret
+from tests.support.upstream import Upstream, serve_upstream
+
+SECRET = "cli-secret-token-0099"
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    with serve_upstream() as running:
+        yield running
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> Path:
+    tools = tmp_path / "manifests" / "tools"
+    tools.mkdir(parents=True)
+    manifest = {
+        "type": "http",
+        "key": "echo",
+        "description": "Echo the request",
+        "http": {
+            "blueprint": {
+                "url": upstream.base_url + "/echo/{{word}}",
+                "headers": {"Authorization": "Bearer {{TOKEN}}"},
+            },
+            "arguments": {"word": {"type": "string", "description": "a word"}},
+        },
+    }
+    (tools / "echo.yaml").write_text(yaml.safe_dump(manifest), encoding="utf-8")
+    monkeypatch.setenv("SIDECAR_OUTBOUND_ALLOW", "127.0.0.1")
+    monkeypatch.setenv("SIDECAR_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SIDECAR_MANIFESTS_DIR", str(tmp_path / "manifests"))
+    return tmp_path
+
+
+def test_tools_list_prints_platform_and_manifest_tools(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tools", "list"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {"type": "orq:current_date", "name": "current_date"} in lines
+    echo = next(line for line in lines if line.get("key") == "echo")
+    assert echo["source"] == "manifest"
+    assert echo["_id"].startswith("tool_")
+
+
+def test_tools_call_prints_the_redacted_outcome(
+    workdir: Path, upstream: Upstream, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["tools", "call", "echo", "--arg", "word=hello", "--secret", f"TOKEN={SECRET}"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    outcome = json.loads(captured.out)
+    assert outcome["status"] == "completed"
+    assert outcome["result"]["body"]["path"] == "/echo/hello"
+    assert outcome["result"]["body"]["headers"]["authorization"] == "Bearer ***"
+    assert upstream.requests[-1].headers["authorization"] == f"Bearer {SECRET}"
+    assert_no_secret(captured.out + captured.err, SECRET, where="CLI output")
+
+
+def test_tools_call_of_a_platform_tool_with_json_arguments(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tools", "call", "current_date", "--arg", "timezone=Asia/Tokyo"]) == 0
+    result = json.loads(capsys.readouterr().out)["result"]
+    assert result["timezone"] == "Asia/Tokyo"
+    assert result["localDate"].endswith("+09:00")
+
+
+def test_tools_call_failure_exits_non_zero(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tools", "call", "current_date", "--arg", "timezone=Nowhere/Land"]) == 1
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "invalid_arguments"
+
+
+def test_unknown_tool_is_reported_on_stderr(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tools", "call", "no-such-tool"]) == 1
+    assert "tool_not_found" in capsys.readouterr().err
+
+
+def test_malformed_pair_names_the_flag(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tools", "call", "current_date", "--arg", "novalue"]) == 1
+    assert "--arg" in capsys.readouterr().err

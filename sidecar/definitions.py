@@ -11,21 +11,24 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from ulid import ULID
 
 from tools.function import FunctionSpec
-from tools.http import HttpSpec
+from tools.http import HeaderValue, HttpSpec
 
 __all__ = [
     "KEY_PATTERN",
+    "MASKED",
     "FunctionToolDefinition",
     "HttpToolDefinition",
     "StoredTool",
     "ToolDefinition",
     "definition_adapter",
+    "field_path",
     "format_tool_id",
     "parse_tool_id",
 ]
 
 KEY_PATTERN = r"^[A-Za-z]([A-Za-z0-9]*([_-][A-Za-z0-9]+)*)?$"
 ID_PREFIX = "tool_"
+MASKED = "***"
 
 ToolStatus: TypeAlias = Literal["live", "draft", "pending", "published"]
 
@@ -60,6 +63,13 @@ ToolDefinition: TypeAlias = Annotated[
     HttpToolDefinition | FunctionToolDefinition, Field(discriminator="type")
 ]
 definition_adapter: TypeAdapter[ToolDefinition] = TypeAdapter(ToolDefinition)
+TOOL_KINDS = frozenset({"http", "function"})
+
+
+def field_path(loc: tuple[int | str, ...]) -> str:
+    """A definition error's field path, without the union's tag (`http.blueprint.method`)."""
+    parts = loc[1:] if len(loc) > 1 and loc[0] in TOOL_KINDS else loc
+    return ".".join(str(part) for part in parts)
 
 
 class StoredTool(BaseModel):
@@ -87,6 +97,8 @@ class StoredTool(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         """The orq-compatible JSON object of this tool (encrypted values masked)."""
         body = self.definition.model_dump(mode="json", exclude_none=True)
+        if isinstance(self.definition, HttpToolDefinition):
+            body["http"]["blueprint"]["headers"] = _masked(self.definition.http.blueprint.headers)
         return {
             "_id": self.tool_id,
             **body,
@@ -101,6 +113,18 @@ class StoredTool(BaseModel):
             "created_by_id": None,
             "updated_by_id": None,
         }
+
+
+def _masked(headers: dict[str, str | HeaderValue]) -> dict[str, Any]:
+    """Header values as shown to clients: an encrypted value (or its ciphertext) never is."""
+    shown: dict[str, Any] = {}
+    for name, value in headers.items():
+        if isinstance(value, HeaderValue):
+            text = MASKED if value.encrypted else value.value
+            shown[name] = {"value": text, "encrypted": value.encrypted}
+        else:
+            shown[name] = value
+    return shown
 
 
 def format_tool_id(ulid: str) -> str:

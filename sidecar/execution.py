@@ -127,14 +127,12 @@ class Executor:
         http: httpx.AsyncClient,
         renderer: Renderer,
         metrics: Metrics,
-        default_timeout: float,
         max_timeout: float,
     ) -> None:
         self._registry = registry
         self._http = http
         self._renderer = renderer
         self._metrics = metrics
-        self._default_timeout = default_timeout
         self._max_timeout = max_timeout
 
     async def execute(self, call: ToolCall, *, deadline: Deadline | None = None) -> Execution:
@@ -143,7 +141,9 @@ class Executor:
         resolved = await self._registry.resolve(call.reference)
         redactor = Redactor([*secret_values(call.variables), *resolved.held_secrets])
         name = resolved.tool.definition.name
-        seconds = min(call.timeout or self._default_timeout, self._max_timeout)
+        # Tools bound their own waits (an HTTP tool's blueprint timeout); the call's
+        # deadline is the caller's budget, capped by the service's ceiling.
+        seconds = min(call.timeout or self._max_timeout, self._max_timeout)
         own = Deadline.after(seconds)
         effective = own if deadline is None or own.at < deadline.at else deadline
         with redacting(redactor):

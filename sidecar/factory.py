@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sidecar.crypto import DecryptionError, SecretBox
-from sidecar.definitions import FunctionToolDefinition, HttpToolDefinition, ToolDefinition
+from sidecar.definitions import (
+    MASKED,
+    FunctionToolDefinition,
+    HttpToolDefinition,
+    ToolDefinition,
+)
 from sidecar.errors import SidecarError
 from tools.base import Tool
 from tools.function import FunctionTool
 from tools.http import HeaderValue, HttpBlueprint, HttpSpec, HttpTool
 
 __all__ = ["MASKED", "Built", "HttpLimits", "ToolFactory"]
-
-MASKED = "***"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,13 @@ import yaml
 from pydantic import ValidationError
 from ulid import ULID
 
-from sidecar.definitions import StoredTool, ToolDefinition, definition_adapter, parse_tool_id
+from sidecar.definitions import (
+    StoredTool,
+    ToolDefinition,
+    definition_adapter,
+    field_path,
+    parse_tool_id,
+)
 from sidecar.errors import ManifestError
 
 __all__ = ["load_tool_manifests", "manifest_files"]
@@ -78,8 +84,7 @@ def _definition(where: str, body: dict[str, Any]) -> ToolDefinition:
         return definition_adapter.validate_python(body)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc']) or 'tool'}: {error['msg']}"
-            for error in exc.errors()[:5]
+            f"{field_path(error['loc']) or 'tool'}: {error['msg']}" for error in exc.errors()[:5]
         )
         raise ManifestError(f"{where}: {problems}") from None
 

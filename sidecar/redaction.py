@@ -43,6 +43,9 @@ _FREQUENT = (
 )
 _RANK = {char: rank for rank, char in enumerate(_FREQUENT)}
 _PLACEHOLDER_TAIL = "\uffff"
+# With few needles the root has few children and placeholders cost more to build
+# (a per-call price) than they save in scanning.
+_PLACEHOLDERS_FROM = 64
 
 
 def _base64_forms(raw: bytes) -> Iterable[str]:
@@ -87,10 +90,11 @@ def _rank_key(word: str) -> list[int]:
 def _build_automaton(needles: set[str]) -> ahocorasick.Automaton:
     """An automaton whose values are needle lengths (0 for placeholder words)."""
     words = {needle: len(needle) for needle in needles}
-    firsts = {needle[0] for needle in needles}
-    for char in _FREQUENT:
-        if char not in firsts:
-            words[char + _PLACEHOLDER_TAIL] = 0
+    if len(needles) >= _PLACEHOLDERS_FROM:
+        firsts = {needle[0] for needle in needles}
+        for char in _FREQUENT:
+            if char not in firsts:
+                words[char + _PLACEHOLDER_TAIL] = 0
     automaton = ahocorasick.Automaton()
     for word in sorted(words, key=_rank_key):
         automaton.add_word(word, words[word])

@@ -15,6 +15,7 @@ from sidecar.definitions import (
     StoredTool,
     ToolDefinition,
     definition_adapter,
+    field_path,
     parse_tool_id,
 )
 from sidecar.errors import BadRequest, Conflict, ManifestError, ToolNotFound
@@ -160,27 +161,29 @@ class Registry:
     async def page(
         self, *, limit: int, starting_after: str | None, ending_before: str | None
     ) -> Page:
-        """Newest first, across manifests and the store; cursors are tool ids."""
-        everything = sorted(
-            [*self._manifests_by_id.values(), *await self._store.all()],
-            key=lambda tool: tool.id,
-            reverse=True,
+        """Newest first, manifests and stored tools merged; cursors are tool ids or keys."""
+        after = await self._cursor(starting_after)
+        before = await self._cursor(ending_before)
+        stored, more = await self._store.page(
+            limit=limit, starting_after=after, ending_before=before
         )
-        if starting_after is not None:
-            cursor = await self._cursor(starting_after)
-            after = [tool for tool in everything if tool.id < cursor]
-            return Page(after[:limit], len(after) > limit)
-        if ending_before is not None:
-            cursor = await self._cursor(ending_before)
-            before = [tool for tool in everything if tool.id > cursor]
-            return Page(before[-limit:], len(before) > limit)
-        return Page(everything[:limit], len(everything) > limit)
+        manifests = [
+            tool
+            for tool in self._manifests_by_id.values()
+            if (after is None or tool.id < after) and (before is None or tool.id > before)
+        ]
+        merged = sorted([*stored, *manifests], key=lambda tool: tool.id, reverse=True)
+        # Before a cursor the page is the `limit` tools closest to it: the oldest of those newer.
+        chosen = merged[-limit:] if before is not None else merged[:limit]
+        return Page(chosen, more or len(merged) > limit)
 
     async def all(self) -> list[StoredTool]:
         """Every registered tool (manifests first), for listings and the MCP face."""
         return [*self._manifests_by_id.values(), *await self._store.all()]
 
-    async def _cursor(self, ident: str) -> str:
+    async def _cursor(self, ident: str | None) -> str | None:
+        if ident is None:
+            return None
         ulid = parse_tool_id(ident)
         return ulid if ulid is not None else (await self.get(ident)).id
 
@@ -210,8 +213,7 @@ class Registry:
 def invalid_definition(exc: ValidationError) -> ManifestError:
     """The first problems of a definition that does not validate, naming the fields."""
     problems = "; ".join(
-        f"{'.'.join(str(part) for part in error['loc']) or 'tool'}: {error['msg']}"
-        for error in exc.errors()[:5]
+        f"{field_path(error['loc']) or 'tool'}: {error['msg']}" for error in exc.errors()[:5]
     )
-    first = exc.errors()[0]["loc"]
-    return ManifestError(f"invalid tool definition: {problems}", param=".".join(map(str, first)))
+    first = field_path(exc.errors()[0]["loc"])
+    return ManifestError(f"invalid tool definition: {problems}", param=first or None)

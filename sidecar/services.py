@@ -91,7 +91,6 @@ async def open_services(
             http=http,
             renderer=PlaceholderRenderer(),
             metrics=metrics,
-            default_timeout=settings.default_tool_timeout,
             max_timeout=settings.max_tool_timeout,
         )
         log.info(

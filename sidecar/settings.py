@@ -29,8 +29,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    default_tool_timeout: float = Field(default=60.0, gt=0, le=600)
-    max_tool_timeout: float = Field(default=600.0, gt=0)
+    max_tool_timeout: float = Field(default=600.0, gt=0, le=3600)
     batch_concurrency: int = Field(default=8, ge=1, le=256)
     batch_max_calls: int = Field(default=128, ge=1)
     http_max_response_bytes: int = Field(default=1_048_576, ge=1024)

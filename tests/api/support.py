@@ -1,0 +1,119 @@
+"""Helpers shared by the HTTP API tests: settings, the app client, secret checks."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import httpx
+
+from sidecar.app import create_app
+from sidecar.settings import Settings
+
+__all__ = [
+    "assert_error",
+    "assert_secret_absent",
+    "encodings",
+    "function_tool",
+    "http_tool",
+    "make_settings",
+    "open_client",
+]
+
+
+def make_settings(root: Path, **overrides: Any) -> Settings:
+    """Settings that keep every file under `root` and let the outbound guard reach 127.0.0.1."""
+    options: dict[str, Any] = {
+        "state_dir": root / "state",
+        "manifests_dir": root / "manifests",
+        "outbound_allow": ("127.0.0.1",),
+        **overrides,
+    }
+    return Settings(**options)
+
+
+@asynccontextmanager
+async def open_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of the app, its lifespan running for the duration of the block."""
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        yield client
+
+
+def assert_error(
+    response: httpx.Response, status: int, *, code: str | None = None
+) -> dict[str, Any]:
+    """The `error` object of an error answer, after checking the status and the shape."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    error: dict[str, Any] = body["error"]
+    assert set(error) == {"type", "code", "message", "param"}
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    return error
+
+
+def encodings(secret: str) -> set[str]:
+    """The secret and the encodings it commonly leaks in."""
+    raw = secret.encode()
+    return {
+        secret,
+        json.dumps(secret)[1:-1],
+        quote(secret, safe=""),
+        quote_plus(secret),
+        *_base64_cores(raw),
+    }
+
+
+def _base64_cores(raw: bytes) -> list[str]:
+    """The base64 characters that depend only on `raw`, in both alphabets."""
+    core = base64.b64encode(raw).decode()[: 8 * len(raw) // 6]
+    return [core, core.replace("+", "-").replace("/", "_")]
+
+
+def assert_secret_absent(text: str, *secrets: str) -> None:
+    """No secret, in any common encoding, appears in `text`."""
+    for secret in secrets:
+        for form in encodings(secret):
+            assert form not in text, f"an encoding of a secret leaked: {form!r}"
+
+
+def http_tool(key: str, url: str, **http: Any) -> dict[str, Any]:
+    """A `/v2/tools` body for an HTTP tool; `http` may hold `arguments` and blueprint fields."""
+    arguments = http.pop("arguments", {})
+    return {
+        "type": "http",
+        "key": key,
+        "description": f"The {key} tool",
+        "http": {"blueprint": {"url": url, "method": "GET", **http}, "arguments": arguments},
+    }
+
+
+def function_tool(key: str, name: str | None = None, **function: Any) -> dict[str, Any]:
+    """A `/v2/tools` body for a function tool."""
+    parameters = function.pop(
+        "parameters",
+        {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
+    )
+    return {
+        "type": "function",
+        "key": key,
+        "description": f"The {key} tool",
+        "function": {"name": name or key, "parameters": parameters, **function},
+    }

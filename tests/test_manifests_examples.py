@@ -1,0 +1,133 @@
+"""The manifests shipped in `manifests/tools/` load, and `sidecar manifests check` reports them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from sidecar.cli import main
+from sidecar.crypto import SecretBox
+from sidecar.factory import HttpLimits, ToolFactory
+from sidecar.manifests import load_tool_manifests, manifest_files
+
+MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
+TOOL_KINDS = {"http", "function"}
+
+
+def test_every_shipped_manifest_loads() -> None:
+    files = manifest_files(MANIFESTS)
+    tools = load_tool_manifests(MANIFESTS)
+    assert files, "manifests/tools holds no manifest"
+    assert {tool.definition.type for tool in tools} >= TOOL_KINDS
+    assert all(tool.source == "manifest" for tool in tools)
+
+
+@pytest.mark.parametrize("path", manifest_files(MANIFESTS), ids=lambda path: path.name)
+def test_each_shipped_file_defines_at_least_one_tool(path: Path, tmp_path: Path) -> None:
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / path.name).write_bytes(path.read_bytes())
+    assert load_tool_manifests(tmp_path)
+
+
+def test_every_shipped_tool_builds_with_an_object_schema_for_the_model() -> None:
+    factory = ToolFactory(SecretBox(Fernet.generate_key()), HttpLimits())
+    for stored in load_tool_manifests(MANIFESTS):
+        definition = factory.build(stored.definition).tool.definition
+        assert definition.parameters.get("type") == "object", stored.definition.key
+        assert definition.description, stored.definition.key
+
+
+def test_manifests_check_prints_each_key_and_succeeds(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["manifests", "check", "--manifests-dir", str(MANIFESTS)])
+    out = capsys.readouterr().out
+    assert code == 0
+    for stored in load_tool_manifests(MANIFESTS):
+        assert stored.definition.key in out
+        assert stored.tool_id in out
+
+
+WEATHER = """\
+type: http
+key: weather
+http:
+  blueprint:
+    url: https://api.weather.example/v1/current/{{city}}
+    method: %s
+  arguments:
+    city: {type: string, description: City name}
+"""
+
+BROKEN = [
+    pytest.param("broken.yaml", WEATHER % "FETCH", "http.blueprint.method", id="bad-method"),
+    pytest.param(
+        "broken.yml",
+        WEATHER.replace("key: weather", "key: 9weather") % "GET",
+        "key",
+        id="bad-key",
+    ),
+    pytest.param(
+        "broken.yaml",
+        WEATHER.replace("type: string", "type: date") % "GET",
+        "http.arguments.city.type",
+        id="bad-argument-type",
+    ),
+    pytest.param(
+        "broken.yaml",
+        "tools:\n"
+        "  - {type: function, key: ok, function: {name: ok}}\n"
+        "  - {type: function, key: second, function: {name: 'has spaces'}}\n",
+        "[1]: function.name",
+        id="second-entry-of-a-list",
+    ),
+    pytest.param(
+        "broken.json",
+        json.dumps({"type": "function", "key": "f", "function": {"name": "f", "extra": 1}}),
+        "function.extra",
+        id="json-unknown-field",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "field"), BROKEN)
+def test_a_broken_manifest_fails_the_check_naming_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, field: str
+) -> None:
+    tools = tmp_path / "manifests" / "tools"
+    tools.mkdir(parents=True)
+    (tools / "fine.yaml").write_text(
+        "type: function\nkey: fine\nfunction: {name: fine}\n", encoding="utf-8"
+    )
+    broken = tools / name
+    broken.write_text(text, encoding="utf-8")
+
+    code = main(["manifests", "check", "--manifests-dir", str(tmp_path / "manifests")])
+
+    captured = capsys.readouterr()
+    assert code != 0
+    error = json.loads(captured.err)["error"]
+    assert error["code"] == "invalid_tool_definition"
+    assert str(broken) in error["message"]
+    assert field in error["message"]
+    assert "ok  " not in captured.out
+
+
+def test_a_key_defined_twice_names_both_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name in ("a.yaml", "b.yaml"):
+        (tools / name).write_text(
+            "type: function\nkey: twice\nfunction: {name: twice}\n", encoding="utf-8"
+        )
+
+    code = main(["manifests", "check", "--manifests-dir", str(tmp_path)])
+
+    message = json.loads(capsys.readouterr().err)["error"]["message"]
+    assert code != 0
+    assert str(tools / "a.yaml") in message
+    assert str(tools / "b.yaml") in message
+    assert "twice" in message

@@ -19,7 +19,7 @@ from sidecar.api.openapi import openapi_document
 from sidecar.api.wire import error_response, json_response
 from sidecar.errors import MethodNotAllowed, NotFound, SidecarError
 from sidecar.metrics import Metrics
-from sidecar.services import open_services
+from sidecar.services import Services, open_services
 from sidecar.settings import Settings
 
 __all__ = ["create_app"]
@@ -27,14 +27,22 @@ __all__ = ["create_app"]
 log = structlog.get_logger("sidecar.app")
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The service's ASGI app; resources open in its lifespan and close when it ends."""
-    metrics = Metrics()
+def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+    """The service's ASGI app.
+
+    Given `services`, the app uses them and whoever opened them closes them (the
+    `serve` command does); without, the app opens its own in its lifespan.
+    """
+    metrics = services.metrics if services is not None else Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_services(settings, metrics) as services:
+        if services is not None:
             app.state.services = services
+            yield
+            return
+        async with open_services(settings, metrics) as opened:
+            app.state.services = opened
             yield
         log.info("services.closed")
 
@@ -83,8 +91,10 @@ async def _sidecar_error(request: Request, exc: Exception) -> Response:
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 405:
+        allowed = _allowed_methods(request)
         return error_response(
-            MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+            MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"),
+            {"allow": ", ".join(allowed)} if allowed else None,
         )
     if exc.status_code == 404:
         return error_response(NotFound(f"no route {request.url.path}"))
@@ -94,3 +104,12 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("http.unhandled", exc_info=exc)
     return error_response(SidecarError("internal error; see the service logs"))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts for this path (one path may have several routes)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods.update(route.methods)
+    return sorted(methods)

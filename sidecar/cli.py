@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any
 
 import anyio
+import structlog
 import uvicorn
 from pydantic import ValidationError
 
 from sidecar.api.calls import to_wire
 from sidecar.app import create_app
-from sidecar.errors import SidecarError
+from sidecar.crypto import KeyFileError
+from sidecar.errors import BadRequest, ManifestError, SidecarError
 from sidecar.execution import ToolCall
 from sidecar.logs import configure_logging
 from sidecar.manifests import load_tool_manifests, manifest_files
@@ -24,6 +28,8 @@ from sidecar.settings import Settings
 from tools.base import JsonValue, Secret, VariableValue
 
 __all__ = ["main"]
+
+log = structlog.get_logger("sidecar.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -80,20 +86,43 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
+class _Server(uvicorn.Server):
+    """Stops on SIGINT/SIGTERM like uvicorn, then returns instead of re-raising the signal,
+    so that the resources opened around it are closed and the exit code is 0."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logging(settings.log_level, settings.log_format, _service_secrets(settings))
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
+
+    async def run() -> None:
+        async with open_services(settings) as services:
+            config = uvicorn.Config(
+                create_app(settings, services),
+                host=settings.host,
+                port=settings.port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                server_header=False,
+                timeout_graceful_shutdown=10,
+            )
+            await _Server(config).serve()
+        log.info("services.closed")
+
+    try:
+        anyio.run(run, backend_options={"use_uvloop": _has_uvloop()})
+    except (ManifestError, KeyFileError) as exc:
+        print(f"sidecar: cannot start: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _has_uvloop() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
 
 
 def _service_secrets(settings: Settings) -> list[str]:
@@ -155,7 +184,7 @@ def _pairs(items: Sequence[str], flag: str, *, as_json: bool = True) -> list[tup
     for item in items:
         name, sep, raw = item.partition("=")
         if not sep or not name:
-            raise SidecarError(f"{flag} expects NAME=VALUE, got {item.split('=')[0]!r}=...")
+            raise BadRequest(f"{flag} expects NAME=VALUE, got {item.split('=')[0]!r}=...")
         value: JsonValue = raw
         if as_json:
             try:

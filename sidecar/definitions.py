@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, Self, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from ulid import ULID
 
 from tools.function import FunctionSpec
@@ -43,6 +43,12 @@ class ToolFields(BaseModel):
     description: str = Field(default="", max_length=4096)
     display_name: str | None = None
     status: ToolStatus = "live"
+
+    @model_validator(mode="after")
+    def _display_name_defaults_to_key(self) -> Self:
+        if self.display_name is None:
+            self.display_name = self.key
+        return self
 
 
 class HttpToolDefinition(ToolFields):
@@ -102,7 +108,6 @@ class StoredTool(BaseModel):
         return {
             "_id": self.tool_id,
             **body,
-            "display_name": self.definition.display_name or self.definition.key,
             "created": self.created.isoformat(),
             "updated": self.updated.isoformat(),
             "version": self.version,

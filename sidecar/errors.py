@@ -8,8 +8,7 @@
     ├── MethodNotAllowed    405
     ├── Conflict            409      a key that is taken, a read-only (manifest) tool
     ├── PayloadTooLarge     413      a body over the configured limit
-    ├── ManifestError       422      a manifest or tool definition that does not validate
-    └── Unavailable         503      the service is not ready
+    └── ManifestError       422      a manifest or tool definition that does not validate
 
 Failures of a tool that ran are not raised through here: they are `tools.base.ToolError`s
 and come back as a `Failed` outcome the model can read.
@@ -27,7 +26,6 @@ __all__ = [
     "SidecarError",
     "ToolNotFound",
     "Unauthorized",
-    "Unavailable",
 ]
 
 
@@ -90,9 +88,3 @@ class ManifestError(SidecarError):
     status = 422
     type = "invalid_request_error"
     code = "invalid_tool_definition"
-
-
-class Unavailable(SidecarError):
-    status = 503
-    type = "api_error"
-    code = "unavailable"

@@ -151,7 +151,8 @@ class Executor:
             duration_ms = (time.perf_counter() - started) * 1000
             self._metrics.observe_call(resolved.kind, _status(outcome), duration_ms / 1000)
             _log_outcome(call.call_id, name, outcome, duration_ms)
-        return Execution(call.call_id, name, outcome, round(duration_ms, 3))
+            call_id = redactor.redact(call.call_id)
+        return Execution(call_id, name, outcome, round(duration_ms, 3))
 
     async def _run(
         self, call: ToolCall, tool: Tool, redactor: Redactor, deadline: Deadline
@@ -179,7 +180,9 @@ class Executor:
             return Completed(redactor.redact_value(output.value))
         assert isinstance(output, HandBack)
         arguments_text = redactor.redact(json.dumps(output.arguments, ensure_ascii=False))
-        return RequiresAction(FunctionCall(call.call_id, output.name, arguments_text))
+        return RequiresAction(
+            FunctionCall(redactor.redact(call.call_id), output.name, arguments_text)
+        )
 
 
 def _status(outcome: Outcome) -> str:

@@ -11,7 +11,7 @@ from sidecar.definitions import (
     HttpToolDefinition,
     ToolDefinition,
 )
-from sidecar.errors import SidecarError
+from sidecar.errors import BadRequest, SidecarError
 from tools.base import Tool
 from tools.function import FunctionTool
 from tools.http import HeaderValue, HttpBlueprint, HttpSpec, HttpTool
@@ -80,18 +80,38 @@ class ToolFactory:
         A value of `***` (what the API shows for an encrypted value) keeps the
         stored ciphertext of the same header, so a read-modify-write round trip works.
         """
-        old = previous.blueprint.headers if previous else {}
+        old = {
+            name.lower(): value
+            for name, value in (previous.blueprint.headers if previous else {}).items()
+        }
         headers: dict[str, str | HeaderValue] = {}
         for name, value in spec.blueprint.headers.items():
             if isinstance(value, HeaderValue) and value.encrypted:
-                kept = old.get(name)
-                if value.value == MASKED and isinstance(kept, HeaderValue) and kept.encrypted:
-                    value = kept
-                elif not SecretBox.is_encrypted(value.value):
-                    value = HeaderValue(value=self._box.encrypt(value.value), encrypted=True)
+                value = self._sealed(name, value.value, old.get(name.lower()))
             headers[name] = value
         blueprint = HttpBlueprint.model_construct(**{**dict(spec.blueprint), "headers": headers})
         return spec.model_copy(update={"blueprint": blueprint})
+
+    def _sealed(self, name: str, value: str, kept: str | HeaderValue | None) -> HeaderValue:
+        if value == MASKED:
+            if isinstance(kept, HeaderValue) and kept.encrypted:
+                return kept
+            raise BadRequest(
+                f"header {name!r}: '***' stands for a stored encrypted value, and this tool "
+                "has none for that header; send the real value",
+                param=f"http.blueprint.headers.{name}",
+            )
+        if SecretBox.is_encrypted(value):
+            try:
+                self._box.decrypt(value)
+            except DecryptionError:
+                raise BadRequest(
+                    f"header {name!r}: the value looks encrypted but the configured key "
+                    "cannot decrypt it",
+                    param=f"http.blueprint.headers.{name}",
+                ) from None
+            return HeaderValue(value=value, encrypted=True)
+        return HeaderValue(value=self._box.encrypt(value), encrypted=True)
 
     def _reveal(self, header: str, value: str) -> str:
         if not SecretBox.is_encrypted(value):

@@ -67,7 +67,8 @@ def _stored(path: Path, index: int, entry: Any) -> StoredTool:
     if not isinstance(entry, dict):
         raise ManifestError(f"{where}: a tool definition must be a mapping")
     body = dict(entry)
-    explicit_id = body.pop("id", None) or body.pop("_id", None)
+    explicit_id = body.pop("id", None)
+    explicit_id = body.pop("_id", None) or explicit_id
     definition = _definition(where, body)
     modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
     return StoredTool(
@@ -95,5 +96,7 @@ def _manifest_id(where: str, explicit: object, definition: ToolDefinition) -> st
         if parsed is None:
             raise ManifestError(f"{where}: id {explicit!r} is not a tool_<ULID> or a ULID")
         return parsed
+    # A zero timestamp keeps manifest tools after every API tool in newest-first lists;
+    # the rest of the id is derived from the key, so it is stable across restarts.
     digest = hashlib.sha256(f"manifest:{definition.key}".encode()).digest()
-    return str(ULID.from_bytes(digest[:16]))
+    return str(ULID.from_bytes(bytes(6) + digest[:10]))

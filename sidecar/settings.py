@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sidecar.outbound import OutboundPolicy
+
 __all__ = ["Settings"]
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -41,6 +43,12 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _allow_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        OutboundPolicy(value)  # raises ValueError naming a bad entry
         return value
 
     @field_validator("log_level", mode="before")

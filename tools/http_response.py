@@ -17,7 +17,6 @@ __all__ = ["SAFE_HEADERS", "parse_body", "read_capped", "read_result", "safe_hea
 SAFE_HEADERS = frozenset(
     {
         "content-type",
-        "content-length",
         "content-language",
         "location",
         "retry-after",

@@ -175,3 +175,9 @@ async def test_a_wrong_method_is_a_json_405(
 ) -> None:
     response = await client.request(method, path)
     assert_error(response, 405, code="method_not_allowed")
+
+
+async def test_a_405_lists_every_method_the_path_accepts(client: httpx.AsyncClient) -> None:
+    response = await client.put("/v2/tools/some-key")
+    assert_error(response, 405, code="method_not_allowed")
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"

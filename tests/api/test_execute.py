@@ -188,3 +188,16 @@ async def test_a_streamed_body_over_the_limit_is_refused(small_client: httpx.Asy
 async def test_a_body_under_the_limit_is_served(small_client: httpx.AsyncClient) -> None:
     response = await small_client.post("/v1/tools/execute", json={"tool": "current_date"})
     assert response.status_code == 200
+
+
+async def test_a_secret_in_the_call_id_is_masked(client: httpx.AsyncClient) -> None:
+    secret = "call-id-secret-4711"
+    answer = await execute(
+        client,
+        {
+            "tool": "current_date",
+            "call_id": f"call-{secret}",
+            "variables": {"S": {"secret": True, "value": secret}},
+        },
+    )
+    assert answer["call_id"] == "call-***"

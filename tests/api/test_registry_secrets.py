@@ -106,6 +106,54 @@ async def test_a_new_value_replaces_the_encrypted_header(
     assert_secret_absent(response.text, HEADER_SECRET, "an0ther-secret-value")
 
 
+async def test_the_mask_for_a_header_with_no_stored_value_is_refused(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    tool = (await client.post("/v2/tools", json=secured_tool(upstream))).json()
+    tool["http"]["blueprint"]["headers"]["X-Other"] = {"value": MASK, "encrypted": True}
+    patched = await client.patch(f"/v2/tools/{tool['_id']}", json=tool)
+    error = assert_error(patched, 400)
+    assert "X-Other" in error["message"]
+    created = await client.post(
+        "/v2/tools",
+        json=http_tool(
+            "masked-new", upstream.url("/x"), headers={"A": {"value": MASK, "encrypted": True}}
+        ),
+    )
+    assert_error(created, 400)
+
+
+async def test_the_mask_matches_the_stored_header_whatever_its_case(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    tool = (await client.post("/v2/tools", json=secured_tool(upstream))).json()
+    headers = tool["http"]["blueprint"]["headers"]
+    headers["x-api-key"] = headers.pop("X-Api-Key")
+    assert (await client.patch(f"/v2/tools/{tool['_id']}", json=tool)).status_code == 200
+    await client.post("/v1/tools/execute", json={"tool": "secured"})
+    assert upstream.last("/echo/secured")["headers"]["x-api-key"] == HEADER_SECRET
+
+
+async def test_a_value_that_only_looks_encrypted_is_refused(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    forged = {"A": {"value": "enc:v1:not-a-real-token", "encrypted": True}}
+    response = await client.post(
+        "/v2/tools", json=http_tool("forged", upstream.url("/x"), headers=forged)
+    )
+    error = assert_error(response, 400)
+    assert "cannot decrypt" in error["message"]
+
+
+async def test_a_fetched_tool_sent_back_unchanged_keeps_its_version_hash(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    tool = (await client.post("/v2/tools", json=secured_tool(upstream))).json()
+    patched = (await client.patch(f"/v2/tools/{tool['_id']}", json=tool)).json()
+    assert patched["version"] == tool["version"] + 1
+    assert patched["version_hash"] == tool["version_hash"]
+
+
 def write_manifest(root: Path, name: str, document: object) -> Path:
     folder = root / "manifests" / "tools"
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,6 +182,19 @@ async def test_manifest_tools_are_listed_and_read_only(tmp_path: Path) -> None:
         assert_error(change, 409, code="read_only_tool")
         assert_error(await client.delete("/v2/tools/weather"), 409, code="read_only_tool")
         assert (await client.get("/v2/tools/weather")).status_code == 200
+
+
+async def test_manifest_tools_come_after_api_tools_newest_first(tmp_path: Path) -> None:
+    for key in ("alpha", "beta"):
+        document = {"type": "function", "key": key, "function": {"name": key}}
+        write_manifest(tmp_path, f"{key}.yaml", document)
+    async with open_client(make_settings(tmp_path)) as client:
+        for key in ("first", "second"):
+            body = {"type": "function", "key": key, "function": {"name": key}}
+            assert (await client.post("/v2/tools", json=body)).status_code == 200
+        keys = [tool["key"] for tool in (await client.get("/v2/tools")).json()["data"]]
+    assert keys[:2] == ["second", "first"]
+    assert sorted(keys[2:]) == ["alpha", "beta"]
 
 
 async def test_a_manifest_key_cannot_be_registered_again(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -18,13 +17,14 @@ from sidecar.api.middleware import EdgeMiddleware
 from sidecar.api.openapi import openapi_document
 from sidecar.api.wire import error_response, json_response
 from sidecar.errors import MethodNotAllowed, NotFound, SidecarError
+from sidecar.logs import get_logger
 from sidecar.metrics import Metrics
 from sidecar.services import Services, open_services
 from sidecar.settings import Settings
 
 __all__ = ["create_app"]
 
-log = structlog.get_logger("sidecar.app")
+log = get_logger("sidecar.app")
 
 
 def create_app(settings: Settings, services: Services | None = None) -> Starlette:

@@ -5,22 +5,35 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
-from tools.base import InvalidArguments, JsonObject
+from tools.base import InvalidArguments, JsonObject, Tool
 
-__all__ = ["bind_arguments"]
+__all__ = ["ArgumentBinder"]
 
 
-def bind_arguments(raw: JsonObject | str, schema: JsonObject) -> JsonObject:
-    """The call's arguments as an object that satisfies `schema`, or `InvalidArguments`."""
-    arguments = _parse(raw)
-    error = best_match(_validator(json.dumps(schema, sort_keys=True)).iter_errors(arguments))
-    if error is not None:
-        raise InvalidArguments(_describe(error), param=_param(error))
-    return arguments
+class ArgumentBinder:
+    """Parses and validates a call's arguments, with one compiled validator per live tool."""
+
+    def __init__(self) -> None:
+        # Platform tools live as long as the process; tools built for one call are
+        # collected with their entry.
+        self._validators: WeakKeyDictionary[Tool, Draft202012Validator] = WeakKeyDictionary()
+
+    def bind(self, tool: Tool, raw: JsonObject | str) -> JsonObject:
+        """The arguments as an object that satisfies the tool's schema, or `InvalidArguments`."""
+        arguments = _parse(raw)
+        validator = self._validators.get(tool)
+        if validator is None:
+            validator = _validator(json.dumps(tool.definition.parameters, sort_keys=True))
+            self._validators[tool] = validator
+        error = best_match(validator.iter_errors(arguments))
+        if error is not None:
+            raise InvalidArguments(_describe(error), param=_param(error))
+        return arguments
 
 
 def _parse(raw: JsonObject | str) -> JsonObject:

@@ -11,7 +11,6 @@ from types import FrameType
 from typing import Any
 
 import anyio
-import structlog
 import uvicorn
 from pydantic import ValidationError
 
@@ -20,7 +19,7 @@ from sidecar.app import create_app
 from sidecar.crypto import KeyFileError
 from sidecar.errors import BadRequest, ManifestError, SidecarError
 from sidecar.execution import ToolCall
-from sidecar.logs import configure_logging
+from sidecar.logs import configure_logging, get_logger
 from sidecar.manifests import load_tool_manifests, manifest_files
 from sidecar.references import parse_reference
 from sidecar.services import open_services
@@ -29,7 +28,7 @@ from tools.base import JsonValue, Secret, VariableValue
 
 __all__ = ["main"]
 
-log = structlog.get_logger("sidecar.cli")
+log = get_logger("sidecar.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

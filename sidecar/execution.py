@@ -10,19 +10,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import ClassVar, TypeAlias
 
-import anyio
 import httpx
-import structlog
-from ulid import ULID
 
-from sidecar.arguments import bind_arguments
-from sidecar.logs import redacting
+from sidecar.arguments import ArgumentBinder
+from sidecar.ids import new_id
+from sidecar.logs import get_logger, redacting
 from sidecar.metrics import Metrics
 from sidecar.redaction import Redactor
 from sidecar.references import ToolReference
@@ -53,12 +52,13 @@ __all__ = [
     "new_call_id",
 ]
 
-log = structlog.get_logger("sidecar.execution")
+log = get_logger("sidecar.execution")
+NO_SECRETS = Redactor.empty()
 
 
 def new_call_id() -> str:
     """A fresh call id, `call_<ULID>`."""
-    return f"call_{ULID()}"
+    return new_id("call")
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ class ToolCall:
 class Completed:
     """The tool ran; `result` is plain JSON, redacted."""
 
+    status: ClassVar[str] = "completed"
     result: JsonValue
 
 
@@ -83,6 +84,7 @@ class Completed:
 class Failed:
     """The tool could not produce a result; the message is redacted and meant for the model."""
 
+    status: ClassVar[str] = "failed"
     code: str
     message: str
     param: str | None = None
@@ -101,6 +103,7 @@ class FunctionCall:
 class RequiresAction:
     """The caller must run `function_call` and continue."""
 
+    status: ClassVar[str] = "requires_action"
     function_call: FunctionCall
 
 
@@ -134,32 +137,37 @@ class Executor:
         self._renderer = renderer
         self._metrics = metrics
         self._max_timeout = max_timeout
+        self._arguments = ArgumentBinder()
 
     async def execute(self, call: ToolCall, *, deadline: Deadline | None = None) -> Execution:
         """Run one call to an outcome; raises only for a reference that names no tool."""
         started = time.perf_counter()
         resolved = await self._registry.resolve(call.reference)
-        redactor = Redactor([*secret_values(call.variables), *resolved.held_secrets])
-        name = resolved.tool.definition.name
+        secrets = [*secret_values(call.variables), *resolved.held_secrets]
+        redactor = Redactor(secrets) if secrets else NO_SECRETS
         # Tools bound their own waits (an HTTP tool's blueprint timeout); the call's
         # deadline is the caller's budget, capped by the service's ceiling.
-        seconds = min(call.timeout or self._max_timeout, self._max_timeout)
-        own = Deadline.after(seconds)
+        own = Deadline.after(min(call.timeout or self._max_timeout, self._max_timeout))
         effective = own if deadline is None or own.at < deadline.at else deadline
         with redacting(redactor):
             outcome = await self._run(call, resolved.tool, redactor, effective)
-            duration_ms = (time.perf_counter() - started) * 1000
-            self._metrics.observe_call(resolved.kind, _status(outcome), duration_ms / 1000)
-            _log_outcome(call.call_id, name, outcome, duration_ms)
-            call_id = redactor.redact(call.call_id)
-        return Execution(call_id, name, outcome, round(duration_ms, 3))
+            seconds = time.perf_counter() - started
+            self._metrics.observe_call(resolved.kind, outcome.status, seconds)
+            execution = Execution(
+                redactor.redact(call.call_id),
+                resolved.tool.definition.name,
+                outcome,
+                round(seconds * 1000, 3),
+            )
+            _log(execution)
+        return execution
 
     async def _run(
         self, call: ToolCall, tool: Tool, redactor: Redactor, deadline: Deadline
     ) -> Outcome:
         budget = deadline.remaining()
         try:
-            arguments = bind_arguments(call.arguments, tool.definition.parameters)
+            arguments = self._arguments.bind(tool, call.arguments)
             ctx = ToolContext(
                 call_id=call.call_id,
                 deadline=deadline,
@@ -167,7 +175,9 @@ class Executor:
                 http=self._http,
                 renderer=self._renderer,
             )
-            with anyio.fail_after(budget):
+            # asyncio's own timeout (the service runs on asyncio) costs a third of an
+            # anyio cancel scope, and this wraps every call.
+            async with asyncio.timeout(budget):
                 output = await tool.run(arguments, ctx)
         except ToolError as exc:
             return Failed(exc.code, redactor.redact(exc.message), getattr(exc, "param", None))
@@ -185,24 +195,16 @@ class Executor:
         )
 
 
-def _status(outcome: Outcome) -> str:
-    match outcome:
-        case Completed():
-            return "completed"
-        case Failed():
-            return "failed"
-        case RequiresAction():
-            return "requires_action"
-
-
-def _log_outcome(call_id: str, tool: str, outcome: Outcome, duration_ms: float) -> None:
-    fields: dict[str, object] = {
-        "call_id": call_id,
-        "tool": tool,
-        "status": _status(outcome),
-        "duration_ms": round(duration_ms, 3),
-    }
-    if isinstance(outcome, Failed):
-        fields["code"] = outcome.code
-        fields["error"] = outcome.message
-    log.info("tool.executed", **fields)
+def _log(execution: Execution) -> None:
+    outcome = execution.outcome
+    failure = (
+        {"code": outcome.code, "error": outcome.message} if isinstance(outcome, Failed) else {}
+    )
+    log.info(
+        "tool.executed",
+        call_id=execution.call_id,
+        tool=execution.tool,
+        status=outcome.status,
+        duration_ms=execution.duration_ms,
+        **failure,
+    )

@@ -4,15 +4,17 @@ Every line is rendered first and redacted last, so no processor or formatter can
 reintroduce a secret: the call's secrets come from a context variable set by the
 executor for the duration of a call, the service's own secrets (API keys,
 encryption key) are masked always.
+
+Logging is process-wide by nature: `configure_logging` sets the one pipeline every
+logger shares, so loggers can be cached and a disabled level costs one comparison.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterable
+from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
@@ -20,39 +22,173 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from sidecar.redaction import Redactor
 
-__all__ = ["configure_logging", "redacting"]
+__all__ = ["bind_request_id", "configure_logging", "get_logger", "redacting"]
 
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
 _call_redactor: ContextVar[Redactor | None] = ContextVar("call_redactor", default=None)
+_request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
-@contextmanager
-def redacting(redactor: Redactor) -> Iterator[None]:
+class redacting:
     """Mask `redactor`'s secrets in every log line written in this context."""
-    token = _call_redactor.set(redactor)
-    try:
-        yield
-    finally:
-        _call_redactor.reset(token)
+
+    __slots__ = ("_redactor", "_token")
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._token: Token[Redactor | None] | None = None
+
+    def __enter__(self) -> None:
+        if self._redactor:
+            self._token = _call_redactor.set(self._redactor)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _call_redactor.reset(self._token)
 
 
-class _RedactingRenderer:
-    """Renders an event with `inner`, then masks every secret in play."""
+def bind_request_id(request_id: str) -> None:
+    """Attach the request id to every log line written while handling this request."""
+    _request_id.set(request_id)
 
-    def __init__(self, inner: Processor, service_secrets: Redactor) -> None:
-        self._inner = inner
-        self._service_secrets = service_secrets
 
-    def __call__(self, logger: WrappedLogger, name: str, event: EventDict) -> str:
-        line = self._inner(logger, name, event)
+class _StderrLogger:
+    """Writes rendered lines to whatever `sys.stderr` is at the time."""
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+
+    def msg(self, line: str) -> None:
+        sys.stderr.write(line + "\n")
+
+    debug = info = warning = error = critical = exception = msg
+
+
+def _stderr_logger(*args: Any) -> _StderrLogger:
+    return _StderrLogger(str(args[0]) if args else None)
+
+
+class _Pipeline:
+    """The process's log pipeline; `configure_logging` updates it in place."""
+
+    def __init__(self) -> None:
+        self.level = logging.INFO
+        self.inner: Processor = structlog.processors.JSONRenderer()
+        self.service_secrets = Redactor.empty()
+
+    def annotate(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        event.setdefault("level", "warning" if method == "warn" else method)
+        name = getattr(logger, "name", None)
+        if name:
+            event.setdefault("logger", name)
+        request_id = _request_id.get()
+        if request_id is not None:
+            event.setdefault("request_id", request_id)
+        return event
+
+    def render(self, logger: WrappedLogger, method: str, event: EventDict) -> str:
+        line = self.inner(logger, method, event)
         text = line if isinstance(line, str) else str(line)
         call = _call_redactor.get()
         if call:
             text = call.redact(text)
-        return self._service_secrets.redact(text) if self._service_secrets else text
+        return self.service_secrets.redact(text) if self.service_secrets else text
+
+
+# One pipeline for the process, configured once here so that loggers can be cached;
+# `configure_logging` changes its level, format and secrets in place.
+_PIPELINE = _Pipeline()
+
+
+class _Logger(structlog.BoundLoggerBase):
+    """A bound logger whose disabled levels return before any processor runs."""
+
+    def debug(self, event: str, **fields: Any) -> None:
+        if _PIPELINE.level <= logging.DEBUG:
+            self._proxy_to_logger("debug", event, **fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        if _PIPELINE.level <= logging.INFO:
+            self._proxy_to_logger("info", event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        if _PIPELINE.level <= logging.WARNING:
+            self._proxy_to_logger("warning", event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._proxy_to_logger("error", event, **fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        fields.setdefault("exc_info", True)
+        self._proxy_to_logger("error", event, **fields)
+
+
+def get_logger(name: str) -> _Logger:
+    """The service's logger for `name` (a module's dotted name)."""
+    logger: _Logger = structlog.get_logger(name)
+    return logger
+
+
+_TIMESTAMP = structlog.processors.TimeStamper(fmt="iso", utc=True)
+_SHARED: list[Processor] = [
+    _PIPELINE.annotate,
+    _TIMESTAMP,
+    structlog.processors.format_exc_info,
+]
+structlog.configure(
+    processors=[*_SHARED, _PIPELINE.render],
+    logger_factory=_stderr_logger,
+    wrapper_class=_Logger,
+    cache_logger_on_first_use=True,
+)
+
+
+def configure_logging(
+    level: str = "info", fmt: str = "json", service_secrets: Iterable[str] = ()
+) -> None:
+    """Set the level, the format and the always-masked secrets; route stdlib logs here too."""
+    _PIPELINE.level = _LEVELS[level.lower()]
+    _PIPELINE.inner = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    _PIPELINE.service_secrets = Redactor(service_secrets)
+    handler = _StderrHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                *_SHARED,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _PIPELINE.render,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(_PIPELINE.level)
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stderr` is at the time of each record."""
+    """A stdlib handler writing to whatever `sys.stderr` is at the time of each record."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
@@ -64,48 +200,3 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, value: Any) -> None:
         pass
-
-
-def configure_logging(
-    level: str = "info", fmt: str = "json", service_secrets: Iterable[str] = ()
-) -> None:
-    """Send structlog and stdlib logging (uvicorn included) to stderr through one renderer."""
-    inner: Processor = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    renderer = _RedactingRenderer(inner, Redactor(service_secrets))
-    shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-    ]
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=False,
-    )
-    handler = _StderrHandler()
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        )
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").disabled = True
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def bind_request(**fields: Any) -> None:
-    """Attach fields (the request id) to every log line of the current request."""
-    structlog.contextvars.bind_contextvars(**fields)

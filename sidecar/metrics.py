@@ -31,14 +31,26 @@ class Metrics:
             registry=self.registry,
         )
 
+        # `labels()` costs microseconds per call; the children are few, so keep them.
+        self._call_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._request_children: dict[tuple[str, int], Counter] = {}
+
     def observe_call(self, kind: str, status: str, seconds: float) -> None:
         """Count one tool call."""
-        self._calls.labels(kind, status).inc()
-        self._call_seconds.labels(kind).observe(seconds)
+        children = self._call_children.get((kind, status))
+        if children is None:
+            children = (self._calls.labels(kind, status), self._call_seconds.labels(kind))
+            self._call_children[(kind, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_request(self, method: str, status: int) -> None:
         """Count one HTTP request."""
-        self._requests.labels(method, str(status)).inc()
+        child = self._request_children.get((method, status))
+        if child is None:
+            child = self._requests.labels(method, str(status))
+            self._request_children[(method, status)] = child
+        child.inc()
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -8,11 +8,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from sidecar.crypto import SecretBox
 from sidecar.execution import Executor
 from sidecar.factory import HttpLimits, ToolFactory
+from sidecar.logs import get_logger
 from sidecar.manifests import load_tool_manifests
 from sidecar.metrics import Metrics
 from sidecar.outbound import OutboundPolicy, guarded_client
@@ -25,7 +24,7 @@ from tools.current_date import CurrentDateTool
 
 __all__ = ["Services", "open_services", "platform_tools"]
 
-log = structlog.get_logger("sidecar.services")
+log = get_logger("sidecar.services")
 USER_AGENT = "orq-sidecar/0.1 (+tool execution)"
 
 

@@ -10,17 +10,17 @@ import re
 import time
 from collections.abc import Sequence
 
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from ulid import ULID
 
 from sidecar.api.wire import error_response
 from sidecar.errors import PayloadTooLarge, SidecarError, Unauthorized
+from sidecar.ids import new_id
+from sidecar.logs import bind_request_id, get_logger
 from sidecar.metrics import Metrics
 
 __all__ = ["EdgeMiddleware"]
 
-log = structlog.get_logger("sidecar.http")
+log = get_logger("sidecar.http")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -41,24 +41,21 @@ class EdgeMiddleware:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = _headers(scope)
-        request_id = _request_id(headers.get("x-request-id"))
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        offered, authorization, length = _edge_headers(scope)
+        request_id = _request_id(offered)
+        bind_request_id(request_id)
+        id_header = (b"x-request-id", request_id.encode())
         status = 500
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
+                message["headers"] = [*message.get("headers", ()), id_header]
             await send(message)
 
         try:
-            problem = self._refusal(scope, headers)
+            problem = self._refusal(scope["path"], authorization, length)
             if problem is not None:
                 await error_response(problem, _auth_header(problem))(scope, receive, send_with_id)
             else:
@@ -73,19 +70,20 @@ class EdgeMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
             )
 
-    def _refusal(self, scope: Scope, headers: dict[str, str]) -> SidecarError | None:
-        if self._keys and scope["path"] not in PUBLIC_PATHS and not self._authorized(headers):
+    def _refusal(
+        self, path: str, authorization: bytes | None, length: bytes | None
+    ) -> SidecarError | None:
+        if self._keys and path not in PUBLIC_PATHS and not self._authorized(authorization):
             return Unauthorized("missing or invalid bearer API key")
-        length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._max_body:
             return PayloadTooLarge(f"the request body exceeds {self._max_body} bytes")
         return None
 
-    def _authorized(self, headers: dict[str, str]) -> bool:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+    def _authorized(self, authorization: bytes | None) -> bool:
+        scheme, _, token = (authorization or b"").partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
             return False
-        presented = token.strip().encode()
+        presented = token.strip()
         return any(hmac.compare_digest(presented, key) for key in self._keys)
 
     def _limited(self, receive: Receive) -> Receive:
@@ -103,14 +101,25 @@ class EdgeMiddleware:
         return limited
 
 
-def _headers(scope: Scope) -> dict[str, str]:
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+def _edge_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """The request id, authorization and content-length headers, in one pass."""
+    offered = authorization = length = None
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            offered = value
+        elif name == b"authorization":
+            authorization = value
+        elif name == b"content-length":
+            length = value
+    return offered, authorization, length
 
 
-def _request_id(offered: str | None) -> str:
-    if offered is not None and REQUEST_ID.match(offered):
-        return offered
-    return f"req_{ULID()}"
+def _request_id(offered: bytes | None) -> str:
+    if offered is not None:
+        text = offered.decode("latin-1")
+        if REQUEST_ID.match(text):
+            return text
+    return new_id("req")
 
 
 def _auth_header(problem: SidecarError) -> dict[str, str] | None:

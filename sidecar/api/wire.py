@@ -35,10 +35,13 @@ async def read_json(request: Request) -> Any:
 
 async def read_model(request: Request, model: type[M]) -> M:
     """The request body validated as `model`; `BadRequest` names the first wrong field."""
-    raw = await read_json(request)
+    body = await request.body()
     try:
-        return model.model_validate(raw)
+        # Parsing and validating in one pass; a malformed body is told apart below.
+        return model.model_validate_json(body)
     except ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid" or not body.strip():
+            await read_json(request)  # raises the precise malformed-JSON error
         raise validation_error(exc) from None
 
 

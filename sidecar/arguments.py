@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -21,19 +22,30 @@ class ArgumentBinder:
     def __init__(self) -> None:
         # Platform tools live as long as the process; tools built for one call are
         # collected with their entry.
-        self._validators: WeakKeyDictionary[Tool, Draft202012Validator] = WeakKeyDictionary()
+        self._validators: WeakKeyDictionary[Tool, _Compiled] = WeakKeyDictionary()
 
     def bind(self, tool: Tool, raw: JsonObject | str) -> JsonObject:
         """The arguments as an object that satisfies the tool's schema, or `InvalidArguments`."""
         arguments = _parse(raw)
-        validator = self._validators.get(tool)
-        if validator is None:
+        compiled = self._validators.get(tool)
+        if compiled is None:
             validator = _validator(json.dumps(tool.definition.parameters, sort_keys=True))
-            self._validators[tool] = validator
-        error = best_match(validator.iter_errors(arguments))
+            # Calls without arguments are common (and validation is a pure function of
+            # schema and instance): decide the empty object once per tool.
+            compiled = _Compiled(validator, validator.is_valid({}))
+            self._validators[tool] = compiled
+        if not arguments and compiled.accepts_empty:
+            return arguments
+        error = best_match(compiled.validator.iter_errors(arguments))
         if error is not None:
             raise InvalidArguments(_describe(error), param=_param(error))
         return arguments
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    validator: Draft202012Validator
+    accepts_empty: bool
 
 
 def _parse(raw: JsonObject | str) -> JsonObject:

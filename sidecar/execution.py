@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Mapping
@@ -20,8 +19,9 @@ from typing import ClassVar, TypeAlias
 import httpx
 
 from sidecar.arguments import ArgumentBinder
+from sidecar.deadlines import DeadlineWatch
 from sidecar.ids import new_id
-from sidecar.logs import get_logger, redacting
+from sidecar.logs import get_logger, info_enabled, redacting
 from sidecar.metrics import Metrics
 from sidecar.redaction import Redactor
 from sidecar.references import ToolReference
@@ -130,9 +130,11 @@ class Executor:
         http: httpx.AsyncClient,
         renderer: Renderer,
         metrics: Metrics,
+        deadlines: DeadlineWatch,
         max_timeout: float,
     ) -> None:
         self._registry = registry
+        self._deadlines = deadlines
         self._http = http
         self._renderer = renderer
         self._metrics = metrics
@@ -175,9 +177,7 @@ class Executor:
                 http=self._http,
                 renderer=self._renderer,
             )
-            # asyncio's own timeout (the service runs on asyncio) costs a third of an
-            # anyio cancel scope, and this wraps every call.
-            async with asyncio.timeout(budget):
+            with self._deadlines.guard(deadline):
                 output = await tool.run(arguments, ctx)
         except ToolError as exc:
             return Failed(exc.code, redactor.redact(exc.message), getattr(exc, "param", None))
@@ -196,6 +196,8 @@ class Executor:
 
 
 def _log(execution: Execution) -> None:
+    if not info_enabled():
+        return
     outcome = execution.outcome
     failure = (
         {"code": outcome.code, "error": outcome.message} if isinstance(outcome, Failed) else {}

@@ -22,7 +22,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from sidecar.redaction import Redactor
 
-__all__ = ["bind_request_id", "configure_logging", "get_logger", "redacting"]
+__all__ = ["bind_request_id", "configure_logging", "get_logger", "info_enabled", "redacting"]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -130,6 +130,11 @@ class _Logger(structlog.BoundLoggerBase):
     def exception(self, event: str, **fields: Any) -> None:
         fields.setdefault("exc_info", True)
         self._proxy_to_logger("error", event, **fields)
+
+
+def info_enabled() -> bool:
+    """Whether info lines are written (to skip building fields that would be dropped)."""
+    return _PIPELINE.level <= logging.INFO
 
 
 def get_logger(name: str) -> _Logger:

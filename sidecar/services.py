@@ -8,7 +8,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+
 from sidecar.crypto import SecretBox
+from sidecar.deadlines import DeadlineWatch
 from sidecar.execution import Executor
 from sidecar.factory import HttpLimits, ToolFactory
 from sidecar.logs import get_logger
@@ -85,7 +88,12 @@ async def open_services(
         registry = Registry(
             store=store, factory=factory, builtins=platform_tools(), manifest_tools=manifest_tools
         )
+        deadlines = DeadlineWatch()
+        watchers = await stack.enter_async_context(anyio.create_task_group())
+        watchers.start_soon(deadlines.run)
+        stack.callback(watchers.cancel_scope.cancel)
         executor = Executor(
+            deadlines=deadlines,
             registry=registry,
             http=http,
             renderer=PlaceholderRenderer(),

@@ -14,11 +14,11 @@ raising `ToolError` (or a subclass) with a stable `code`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias, runtime_checkable
 
-import anyio
 import httpx
 
 __all__ = [
@@ -157,17 +157,21 @@ ToolOutput: TypeAlias = ToolResult | HandBack
 
 @dataclass(frozen=True)
 class Deadline:
-    """An absolute point on anyio's clock by which a call must finish."""
+    """A point on the monotonic clock by which a call must finish.
+
+    The monotonic clock, not the event loop's: a deadline is made for every call,
+    and `time.monotonic` is the cheapest reading that any loop agrees with.
+    """
 
     at: float
 
     @classmethod
     def after(cls, seconds: float) -> Deadline:
-        return cls(anyio.current_time() + seconds)
+        return cls(time.monotonic() + seconds)
 
     def remaining(self) -> float:
         """Seconds left, never negative."""
-        return max(0.0, self.at - anyio.current_time())
+        return max(0.0, self.at - time.monotonic())
 
 
 @dataclass(frozen=True)

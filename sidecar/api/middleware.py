@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sidecar.api.wire import error_response
 from sidecar.errors import PayloadTooLarge, SidecarError, Unauthorized
 from sidecar.ids import new_id
-from sidecar.logs import bind_request_id, get_logger
+from sidecar.logs import bind_request_id, get_logger, info_enabled
 from sidecar.metrics import Metrics
 
 __all__ = ["EdgeMiddleware"]
@@ -58,17 +58,21 @@ class EdgeMiddleware:
             problem = self._refusal(scope["path"], authorization, length)
             if problem is not None:
                 await error_response(problem, _auth_header(problem))(scope, receive, send_with_id)
+            elif length is not None and length.isdigit():
+                # The server reads exactly `content-length` bytes, checked above.
+                await self._app(scope, receive, send_with_id)
             else:
                 await self._app(scope, self._limited(receive), send_with_id)
         finally:
             self._metrics.observe_request(scope["method"], status)
-            log.info(
-                "http.request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            )
+            if info_enabled():
+                log.info(
+                    "http.request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                )
 
     def _refusal(
         self, path: str, authorization: bytes | None, length: bytes | None

@@ -16,6 +16,7 @@ import structlog
 from cryptography.fernet import Fernet
 
 from sidecar.crypto import SecretBox
+from sidecar.deadlines import DeadlineWatch
 from sidecar.errors import ToolNotFound
 from sidecar.execution import Completed, Executor, Failed, RequiresAction, ToolCall
 from sidecar.factory import HttpLimits, ToolFactory
@@ -124,15 +125,23 @@ def tools() -> dict[str, Tool]:
 @pytest.fixture
 async def executor(tmp_path: Path, tools: dict[str, Tool]) -> AsyncIterator[Executor]:
     factory = ToolFactory(SecretBox(Fernet.generate_key()), HttpLimits())
-    async with ToolStore(tmp_path / "registry.sqlite3") as store, httpx.AsyncClient() as http:
+    deadlines = DeadlineWatch(resolution=0.01)
+    async with (
+        ToolStore(tmp_path / "registry.sqlite3") as store,
+        httpx.AsyncClient() as http,
+        anyio.create_task_group() as watchers,
+    ):
+        watchers.start_soon(deadlines.run)
         registry = Registry(store=store, factory=factory, builtins=tools)
         yield Executor(
             registry=registry,
             http=http,
             renderer=PlaceholderRenderer(),
             metrics=Metrics(),
+            deadlines=deadlines,
             max_timeout=60.0,
         )
+        watchers.cancel_scope.cancel()
 
 
 def call(name: str, timeout: float | None = None, **arguments: Any) -> ToolCall:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
@@ -19,27 +19,33 @@ __all__ = ["ArgumentBinder"]
 class ArgumentBinder:
     """Parses and validates a call's arguments, with one compiled validator per live tool."""
 
-    def __init__(self) -> None:
-        # Platform tools live as long as the process; tools built for one call are
-        # collected with their entry.
-        self._validators: WeakKeyDictionary[Tool, _Compiled] = WeakKeyDictionary()
+    def __init__(self, size: int = 1024) -> None:
+        # Keyed by the tool object (the registry keeps tools built once), holding it so
+        # that its id cannot be reused while the entry lives; the oldest entry goes first.
+        self._compiled: OrderedDict[int, tuple[Tool, _Compiled]] = OrderedDict()
+        self._size = size
 
     def bind(self, tool: Tool, raw: JsonObject | str) -> JsonObject:
         """The arguments as an object that satisfies the tool's schema, or `InvalidArguments`."""
         arguments = _parse(raw)
-        compiled = self._validators.get(tool)
-        if compiled is None:
-            validator = _validator(json.dumps(tool.definition.parameters, sort_keys=True))
-            # Calls without arguments are common (and validation is a pure function of
-            # schema and instance): decide the empty object once per tool.
-            compiled = _Compiled(validator, validator.is_valid({}))
-            self._validators[tool] = compiled
+        entry = self._compiled.get(id(tool))
+        compiled = entry[1] if entry is not None and entry[0] is tool else self._compile(tool)
         if not arguments and compiled.accepts_empty:
             return arguments
         error = best_match(compiled.validator.iter_errors(arguments))
         if error is not None:
             raise InvalidArguments(_describe(error), param=_param(error))
         return arguments
+
+    def _compile(self, tool: Tool) -> _Compiled:
+        validator = _validator(json.dumps(tool.definition.parameters, sort_keys=True))
+        # Calls without arguments are common (and validation is a pure function of
+        # schema and instance): decide the empty object once per tool.
+        compiled = _Compiled(validator, validator.is_valid({}))
+        self._compiled[id(tool)] = (tool, compiled)
+        if len(self._compiled) > self._size:
+            self._compiled.popitem(last=False)
+        return compiled
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from typing import Any
 
+import orjson
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
@@ -48,7 +49,7 @@ class redacting:
         self._token: Token[Redactor | None] | None = None
 
     def __enter__(self) -> None:
-        if self._redactor:
+        if self._redactor:  # a call without secrets has nothing to mask
             self._token = _call_redactor.set(self._redactor)
 
     def __exit__(self, *exc: object) -> None:
@@ -59,6 +60,12 @@ class redacting:
 def bind_request_id(request_id: str) -> None:
     """Attach the request id to every log line written while handling this request."""
     _request_id.set(request_id)
+
+
+def _json_renderer() -> Processor:
+    # orjson renders a line in a tenth of the time of `json`, and every request
+    # writes two lines at the default level.
+    return structlog.processors.JSONRenderer(serializer=orjson.dumps)
 
 
 class _StderrLogger:
@@ -82,7 +89,7 @@ class _Pipeline:
 
     def __init__(self) -> None:
         self.level = logging.INFO
-        self.inner: Processor = structlog.processors.JSONRenderer()
+        self.inner: Processor = _json_renderer()
         self.service_secrets = Redactor.empty()
 
     def annotate(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
@@ -97,7 +104,7 @@ class _Pipeline:
 
     def render(self, logger: WrappedLogger, method: str, event: EventDict) -> str:
         line = self.inner(logger, method, event)
-        text = line if isinstance(line, str) else str(line)
+        text = line.decode() if isinstance(line, bytes) else str(line)
         call = _call_redactor.get()
         if call:
             text = call.redact(text)
@@ -163,9 +170,7 @@ def configure_logging(
     """Set the level, the format and the always-masked secrets; route stdlib logs here too."""
     _PIPELINE.level = _LEVELS[level.lower()]
     _PIPELINE.inner = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        _json_renderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     _PIPELINE.service_secrets = Redactor(service_secrets)
     handler = _StderrHandler()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,12 +20,14 @@ from sidecar.definitions import (
     parse_tool_id,
 )
 from sidecar.errors import BadRequest, Conflict, ManifestError, ToolNotFound
-from sidecar.factory import ToolFactory
+from sidecar.factory import Built, ToolFactory
 from sidecar.references import Builtin, Inline, Registered, ToolReference
 from sidecar.store import KeyTaken, ToolStore, VersionConflict
 from tools.base import Tool
 
 __all__ = ["Page", "Registry", "Resolved"]
+
+BUILT_TOOLS_KEPT = 512
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Registry:
         self._builtins = dict(builtins)
         self._manifests_by_id = {tool.id: tool for tool in manifest_tools}
         self._manifests_by_key = {tool.definition.key: tool for tool in manifest_tools}
+        self._built_tools: OrderedDict[tuple[str, int], Built] = OrderedDict()
 
     @property
     def builtins(self) -> Mapping[str, Tool]:
@@ -85,8 +89,20 @@ class Registry:
                         f"tool {ident!r} is a {stored.definition.type} tool, not {kind}",
                         param="tool",
                     )
-                built = self._factory.build(stored.definition)
+                built = self._built(stored)
                 return Resolved(built.tool, stored.definition.type, built.held_secrets)
+
+    def _built(self, stored: StoredTool) -> Built:
+        # The row is read on every call (another replica may have changed it); the
+        # tool is built again only when its version did.
+        key = (stored.id, stored.version)
+        built = self._built_tools.get(key)
+        if built is None:
+            built = self._factory.build(stored.definition)
+            self._built_tools[key] = built
+            if len(self._built_tools) > BUILT_TOOLS_KEPT:
+                self._built_tools.popitem(last=False)
+        return built
 
     def _builtin(self, name: str) -> Resolved:
         tool = self._builtins.get(name)

@@ -126,7 +126,7 @@ async def test_metrics_count_tool_calls(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     lines = response.text.splitlines()
-    assert 'sidecar_tool_calls_total{kind="current_date",status="completed"} 1.0' in lines
+    assert 'sidecar_tool_calls_total{kind="current_date",status="completed"} 1' in lines
     assert any(line.startswith("sidecar_http_requests_total{") for line in lines)
 
 

@@ -1,9 +1,11 @@
-"""Call deadlines: one watchdog for every call in flight instead of a timer per call.
+"""Call deadlines: one ticking timer for every call in flight instead of a timer per call.
 
 A timer per call (`asyncio.timeout`) costs a timer handle armed and disarmed on
 the event loop for each call, about a tenth of a whole request under load. Tools
 bound their own waits; this is the safety net for one that does not, so a
-resolution of a few tens of milliseconds is plenty.
+resolution of a few tens of milliseconds is plenty. The timer ticks only while
+some call is in flight, and it is a loop callback, not a task: nothing to start
+or to wrap the service's errors in a task group.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from types import TracebackType
-
-import anyio
 
 from tools.base import Deadline
 
@@ -32,7 +32,7 @@ class DeadlineGuard:
 
     def __enter__(self) -> DeadlineGuard:
         self._task = asyncio.current_task()
-        self._watch._inflight.add(self)
+        self._watch._watch(self)
         return self
 
     def __exit__(
@@ -58,21 +58,32 @@ class DeadlineGuard:
 
 
 class DeadlineWatch:
-    """Cancels guarded calls that outlive their deadline; run it in a task group."""
+    """Cancels guarded calls that outlive their deadline."""
 
     def __init__(self, resolution: float = 0.02) -> None:
         self._resolution = resolution
         self._inflight: set[DeadlineGuard] = set()
+        self._ticker: asyncio.TimerHandle | None = None
 
     def guard(self, deadline: Deadline) -> DeadlineGuard:
         """A context manager that watches the current task against `deadline`."""
         return DeadlineGuard(self, deadline)
 
-    async def run(self) -> None:
-        """Check the calls in flight every `resolution` seconds, until cancelled."""
-        while True:
-            await anyio.sleep(self._resolution)
-            if self._inflight:
-                now = time.monotonic()
-                for guard in list(self._inflight):
-                    guard._expire(now)
+    def close(self) -> None:
+        """Stop ticking (calls still in flight are no longer watched)."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    def _watch(self, guard: DeadlineGuard) -> None:
+        self._inflight.add(guard)
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(self._resolution, self._tick)
+
+    def _tick(self) -> None:
+        self._ticker = None
+        now = time.monotonic()
+        for guard in list(self._inflight):
+            guard._expire(now)
+        if self._inflight:
+            self._ticker = asyncio.get_running_loop().call_later(self._resolution, self._tick)

@@ -8,8 +8,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-
 from sidecar.crypto import SecretBox
 from sidecar.deadlines import DeadlineWatch
 from sidecar.execution import Executor
@@ -89,9 +87,7 @@ async def open_services(
             store=store, factory=factory, builtins=platform_tools(), manifest_tools=manifest_tools
         )
         deadlines = DeadlineWatch()
-        watchers = await stack.enter_async_context(anyio.create_task_group())
-        watchers.start_soon(deadlines.run)
-        stack.callback(watchers.cancel_scope.cancel)
+        stack.callback(deadlines.close)
         executor = Executor(
             deadlines=deadlines,
             registry=registry,

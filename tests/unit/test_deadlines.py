@@ -18,10 +18,8 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def watch() -> AsyncIterator[DeadlineWatch]:
     deadlines = DeadlineWatch(resolution=0.005)
-    async with anyio.create_task_group() as group:
-        group.start_soon(deadlines.run)
-        yield deadlines
-        group.cancel_scope.cancel()
+    yield deadlines
+    deadlines.close()
 
 
 async def test_a_block_past_its_deadline_raises_timeout(watch: DeadlineWatch) -> None:
@@ -37,6 +35,8 @@ async def test_a_block_that_ends_in_time_is_left_alone(watch: DeadlineWatch) -> 
         await anyio.sleep(0)
     assert not guard.expired
     assert not watch._inflight
+    await anyio.sleep(0.02)
+    assert watch._ticker is None, "the timer stops when no call is in flight"
 
 
 async def test_a_tool_that_swallows_the_cancellation_keeps_its_result(

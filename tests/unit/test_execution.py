@@ -126,12 +126,7 @@ def tools() -> dict[str, Tool]:
 async def executor(tmp_path: Path, tools: dict[str, Tool]) -> AsyncIterator[Executor]:
     factory = ToolFactory(SecretBox(Fernet.generate_key()), HttpLimits())
     deadlines = DeadlineWatch(resolution=0.01)
-    async with (
-        ToolStore(tmp_path / "registry.sqlite3") as store,
-        httpx.AsyncClient() as http,
-        anyio.create_task_group() as watchers,
-    ):
-        watchers.start_soon(deadlines.run)
+    async with ToolStore(tmp_path / "registry.sqlite3") as store, httpx.AsyncClient() as http:
         registry = Registry(store=store, factory=factory, builtins=tools)
         yield Executor(
             registry=registry,
@@ -141,7 +136,7 @@ async def executor(tmp_path: Path, tools: dict[str, Tool]) -> AsyncIterator[Exec
             deadlines=deadlines,
             max_timeout=60.0,
         )
-        watchers.cancel_scope.cancel()
+        deadlines.close()
 
 
 def call(name: str, timeout: float | None = None, **arguments: Any) -> ToolCall:

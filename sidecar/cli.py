@@ -171,8 +171,8 @@ def _tools_call(args: argparse.Namespace, settings: Settings) -> int:
         async with open_services(settings) as services:
             execution = await services.executor.execute(call)
         answer = to_wire(execution)
-        print(answer.model_dump_json(exclude_none=True, indent=2))
-        return 1 if answer.status == "failed" else 0
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+        return 1 if answer["status"] == "failed" else 0
 
     return anyio.run(run)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -56,10 +57,18 @@ def validation_error(exc: ValidationError) -> BadRequest:
 def json_response(model: BaseModel | dict[str, Any] | list[Any], status: int = 200) -> Response:
     """A JSON answer; models are written by pydantic, without nulls for optional fields."""
     if isinstance(model, BaseModel):
-        content = model.model_dump_json(exclude_none=True)
+        content = model.model_dump_json(exclude_none=True).encode()
     else:
-        content = json.dumps(model, ensure_ascii=False, separators=(",", ":"))
+        content = json_bytes(model)
     return Response(content, status_code=status, media_type="application/json")
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON; integers past 64 bits (which orjson refuses) take the slow path."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def error_response(error: SidecarError, headers: dict[str, str] | None = None) -> Response:

@@ -7,9 +7,10 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from ulid import ULID
 
+from sidecar.errors import ManifestError
 from tools.function import FunctionSpec
 from tools.http import HeaderValue, HttpSpec
 
@@ -23,6 +24,7 @@ __all__ = [
     "definition_adapter",
     "field_path",
     "format_tool_id",
+    "parse_definition",
     "parse_tool_id",
 ]
 
@@ -76,6 +78,19 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     """A definition error's field path, without the union's tag (`http.blueprint.method`)."""
     parts = loc[1:] if len(loc) > 1 and loc[0] in TOOL_KINDS else loc
     return ".".join(str(part) for part in parts)
+
+
+def parse_definition(body: object, *, where: str = "invalid tool definition") -> ToolDefinition:
+    """A tool definition; `ManifestError`, led by `where`, names the fields that do not validate."""
+    try:
+        return definition_adapter.validate_python(body)
+    except ValidationError as exc:
+        errors = exc.errors()
+        problems = "; ".join(
+            f"{field_path(error['loc']) or 'tool'}: {error['msg']}" for error in errors[:5]
+        )
+        first = field_path(errors[0]["loc"])
+        raise ManifestError(f"{where}: {problems}", param=first or None) from None
 
 
 class StoredTool(BaseModel):

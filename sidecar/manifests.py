@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 from ulid import ULID
 
 from sidecar.definitions import (
     StoredTool,
     ToolDefinition,
-    definition_adapter,
-    field_path,
+    parse_definition,
     parse_tool_id,
 )
 from sidecar.errors import ManifestError
@@ -81,13 +79,7 @@ def _stored(path: Path, index: int, entry: Any) -> StoredTool:
 
 
 def _definition(where: str, body: dict[str, Any]) -> ToolDefinition:
-    try:
-        return definition_adapter.validate_python(body)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{field_path(error['loc']) or 'tool'}: {error['msg']}" for error in exc.errors()[:5]
-        )
-        raise ManifestError(f"{where}: {problems}") from None
+    return parse_definition(body, where=where)
 
 
 def _manifest_id(where: str, explicit: object, definition: ToolDefinition) -> str:

@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from pydantic import ValidationError
-
-from sidecar.definitions import ToolDefinition, definition_adapter
-from sidecar.errors import BadRequest
+from sidecar.definitions import ToolDefinition, parse_definition
+from sidecar.errors import BadRequest, ManifestError
 
 __all__ = ["Builtin", "Inline", "Registered", "ToolReference", "parse_reference"]
 
@@ -92,13 +90,10 @@ def _inline(kind: str, entry: dict[str, Any], param: str) -> ToolDefinition:
         body = _flat_function(body)
     body.setdefault("key", _inline_key(kind, body))
     try:
-        return definition_adapter.validate_python(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"][1:]) or "tool"
-        raise BadRequest(
-            f"invalid inline tool: {where}: {first['msg']}", param=f"{param}.{where}"
-        ) from None
+        return parse_definition(body, where="invalid inline tool")
+    except ManifestError as exc:
+        where = f"{param}.{exc.param}" if exc.param else param
+        raise BadRequest(exc.message, param=where) from None
 
 
 def _flat_function(body: dict[str, Any]) -> dict[str, Any]:

@@ -8,18 +8,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
 from ulid import ULID
 
 from sidecar.definitions import (
     HttpToolDefinition,
     StoredTool,
     ToolDefinition,
-    definition_adapter,
-    field_path,
+    parse_definition,
     parse_tool_id,
 )
-from sidecar.errors import BadRequest, Conflict, ManifestError, ToolNotFound
+from sidecar.errors import BadRequest, Conflict, ToolNotFound
 from sidecar.factory import Built, ToolFactory
 from sidecar.references import Builtin, Inline, Registered, ToolReference
 from sidecar.store import KeyTaken, ToolStore, VersionConflict
@@ -146,10 +144,7 @@ class Registry:
         body = {**current.definition.model_dump(mode="json", exclude_none=True), **changes}
         if body.get("type") != current.definition.type:
             raise BadRequest("the type of a tool cannot change", param="type")
-        try:
-            definition = definition_adapter.validate_python(body)
-        except ValidationError as exc:
-            raise invalid_definition(exc) from None
+        definition = parse_definition(body)
         if definition.key != current.definition.key:
             self._check_key_free(definition.key)
         updated = current.model_copy(
@@ -224,12 +219,3 @@ class Registry:
         return definition.model_copy(
             update={"http": self._factory.seal_headers(definition.http, before)}
         )
-
-
-def invalid_definition(exc: ValidationError) -> ManifestError:
-    """The first problems of a definition that does not validate, naming the fields."""
-    problems = "; ".join(
-        f"{field_path(error['loc']) or 'tool'}: {error['msg']}" for error in exc.errors()[:5]
-    )
-    first = field_path(exc.errors()[0]["loc"])
-    return ManifestError(f"invalid tool definition: {problems}", param=first or None)

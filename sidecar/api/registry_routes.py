@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.models import ToolList
 from sidecar.api.wire import json_response, read_json
-from sidecar.definitions import definition_adapter
+from sidecar.definitions import parse_definition
 from sidecar.errors import BadRequest
-from sidecar.registry import Registry, invalid_definition
+from sidecar.registry import Registry
 from sidecar.services import Services
 
 __all__ = ["create_tool", "delete_tool", "get_tool", "list_tools", "update_tool"]
@@ -53,10 +52,7 @@ async def create_tool(request: Request) -> Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequest("a tool definition must be a JSON object")
-    try:
-        definition = definition_adapter.validate_python(_without_read_only(body))
-    except ValidationError as exc:
-        raise invalid_definition(exc) from None
+    definition = parse_definition(_without_read_only(body))
     stored = await _registry(request).create(definition)
     return json_response(stored.to_wire())
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 import httpx
 
@@ -17,8 +14,6 @@ from sidecar.settings import Settings
 
 __all__ = [
     "assert_error",
-    "assert_secret_absent",
-    "encodings",
     "function_tool",
     "http_tool",
     "make_settings",
@@ -63,31 +58,6 @@ def assert_error(
     if code is not None:
         assert error["code"] == code, error
     return error
-
-
-def encodings(secret: str) -> set[str]:
-    """The secret and the encodings it commonly leaks in."""
-    raw = secret.encode()
-    return {
-        secret,
-        json.dumps(secret)[1:-1],
-        quote(secret, safe=""),
-        quote_plus(secret),
-        *_base64_cores(raw),
-    }
-
-
-def _base64_cores(raw: bytes) -> list[str]:
-    """The base64 characters that depend only on `raw`, in both alphabets."""
-    core = base64.b64encode(raw).decode()[: 8 * len(raw) // 6]
-    return [core, core.replace("+", "-").replace("/", "_")]
-
-
-def assert_secret_absent(text: str, *secrets: str) -> None:
-    """No secret, in any common encoding, appears in `text`."""
-    for secret in secrets:
-        for form in encodings(secret):
-            assert form not in text, f"an encoding of a secret leaked: {form!r}"
 
 
 def http_tool(key: str, url: str, **http: Any) -> dict[str, Any]:

@@ -12,13 +12,13 @@ import pytest
 
 from tests.api.support import (
     assert_error,
-    assert_secret_absent,
     function_tool,
     http_tool,
     make_settings,
     open_client,
 )
 from tests.api.upstream import Upstream
+from tests.support.secrets import assert_no_secret
 
 pytestmark = pytest.mark.anyio
 
@@ -101,7 +101,7 @@ async def test_batch_variables_apply_and_a_calls_own_win(
     received = upstream.journal.to("/echo/regional")[-2:]
     assert {seen["headers"]["authorization"] for seen in received} == {f"Bearer {SECRET}"}
     assert all(r["result"]["body"]["headers"]["authorization"] == "Bearer ***" for r in results)
-    assert_secret_absent(response.text, SECRET)
+    assert_no_secret(response.text, SECRET)
 
 
 async def test_a_calls_own_secret_is_redacted_in_its_entry(
@@ -117,7 +117,7 @@ async def test_a_calls_own_secret_is_redacted_in_its_entry(
     results = response.json()["data"]
     assert results[0]["result"]["body"]["plain"] == "***"
     assert results[1]["result"]["body"]["plain"] == "not-a-secret-at-all"
-    assert_secret_absent(response.text, SECRET)
+    assert_no_secret(response.text, SECRET)
 
 
 async def test_calls_really_run_concurrently(client: httpx.AsyncClient, upstream: Upstream) -> None:

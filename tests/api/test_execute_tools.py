@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.support import assert_secret_absent, function_tool, http_tool
+from tests.api.support import function_tool, http_tool
 from tests.api.upstream import Upstream
+from tests.support.secrets import assert_no_secret
 
 pytestmark = pytest.mark.anyio
 
@@ -129,7 +130,7 @@ async def test_an_http_tool_sends_the_secret_and_never_answers_it(
     echoed = answer["result"]["body"]
     assert echoed["headers"]["authorization"] == "Bearer ***"
     assert echoed["json"] == {"token": "***", "note": "sent with *** inside", "q": "rain"}
-    assert_secret_absent(response.text, SECRET)
+    assert_no_secret(response.text, SECRET)
 
 
 async def test_an_upstream_that_reflects_encodings_of_the_secret_is_redacted(
@@ -149,7 +150,7 @@ async def test_an_upstream_that_reflects_encodings_of_the_secret_is_redacted(
     assert set(reflected) >= {"plain", "base64", "url", "json_text", "html", "repr", "embedded"}
     assert reflected["plain"] == "***"
     assert reflected["embedded"] == "token=***;"
-    assert_secret_absent(response.text, SECRET)
+    assert_no_secret(response.text, SECRET)
     for form, value in reflected.items():
         assert "***" in value, f"the {form} form of the secret came back unmasked: {value!r}"
 
@@ -165,7 +166,7 @@ async def test_a_response_never_echoes_the_variables(
     )
     assert "variables" not in response.json()
     assert "eu-west-secretive" not in response.text
-    assert_secret_absent(response.text, SECRET)
+    assert_no_secret(response.text, SECRET)
 
 
 async def test_a_missing_placeholder_value_is_named(

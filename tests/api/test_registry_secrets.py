@@ -12,12 +12,12 @@ import yaml
 from sidecar.errors import ManifestError
 from tests.api.support import (
     assert_error,
-    assert_secret_absent,
     http_tool,
     make_settings,
     open_client,
 )
 from tests.api.upstream import Upstream
+from tests.support.secrets import assert_no_secret
 
 pytestmark = pytest.mark.anyio
 
@@ -46,7 +46,7 @@ async def test_an_encrypted_header_is_masked_when_created_read_and_listed(
     listed = await client.get("/v2/tools")
     for response in (created, fetched, listed):
         assert response.status_code == 200, response.text
-        assert_secret_absent(response.text, HEADER_SECRET)
+        assert_no_secret(response.text, HEADER_SECRET)
         assert "enc:v1:" not in response.text
     for tool in (created.json(), fetched.json(), listed.json()["data"][0]):
         assert shown_headers(tool)["X-Api-Key"] == {"value": MASK, "encrypted": True}
@@ -60,7 +60,7 @@ async def test_sending_the_mask_back_keeps_the_working_value(
     fetched["description"] = "Changed, header untouched"
     patched = await client.patch(f"/v2/tools/{fetched['_id']}", json=fetched)
     assert patched.status_code == 200, patched.text
-    assert_secret_absent(patched.text, HEADER_SECRET)
+    assert_no_secret(patched.text, HEADER_SECRET)
     assert patched.json()["version"] == 2
 
     response = await client.post("/v1/tools/execute", json={"tool": "secured"})
@@ -71,7 +71,7 @@ async def test_sending_the_mask_back_keeps_the_working_value(
     echoed = execution["result"]["body"]
     assert echoed["headers"]["x-api-key"] == MASK
     assert echoed["headers"]["x-plain"] == "visible"
-    assert_secret_absent(response.text, HEADER_SECRET)
+    assert_no_secret(response.text, HEADER_SECRET)
 
 
 async def test_the_upstream_receives_the_decrypted_header(
@@ -88,7 +88,7 @@ async def test_the_upstream_receives_the_decrypted_header(
     assert execution["status"] == "completed", execution
     assert upstream.last("/echo/mirror")["headers"]["x-api-key"] == HEADER_SECRET
     assert execution["result"]["body"]["headers"]["x-api-key"] == MASK
-    assert_secret_absent(response.text, HEADER_SECRET)
+    assert_no_secret(response.text, HEADER_SECRET)
 
 
 async def test_a_new_value_replaces_the_encrypted_header(
@@ -99,11 +99,11 @@ async def test_a_new_value_replaces_the_encrypted_header(
     change["http"]["blueprint"]["headers"]["X-Api-Key"]["value"] = "an0ther-secret-value"
     patched = await client.patch(f"/v2/tools/{tool['_id']}", json={"http": change["http"]})
     assert patched.status_code == 200, patched.text
-    assert_secret_absent(patched.text, HEADER_SECRET, "an0ther-secret-value")
+    assert_no_secret(patched.text, HEADER_SECRET, "an0ther-secret-value")
     response = await client.post("/v1/tools/execute", json={"tool": tool["_id"]})
     assert upstream.last("/echo/secured")["headers"]["x-api-key"] == "an0ther-secret-value"
     assert response.json()["result"]["body"]["headers"]["x-api-key"] == MASK
-    assert_secret_absent(response.text, HEADER_SECRET, "an0ther-secret-value")
+    assert_no_secret(response.text, HEADER_SECRET, "an0ther-secret-value")
 
 
 async def test_the_mask_for_a_header_with_no_stored_value_is_refused(
@@ -211,11 +211,11 @@ async def test_a_manifest_encrypted_header_is_masked(tmp_path: Path, upstream: U
     async with open_client(make_settings(tmp_path)) as client:
         for response in (await client.get("/v2/tools/secured"), await client.get("/v2/tools")):
             assert response.status_code == 200
-            assert_secret_absent(response.text, HEADER_SECRET)
+            assert_no_secret(response.text, HEADER_SECRET)
         executed = await client.post("/v1/tools/execute", json={"tool": "secured"})
         assert executed.json()["status"] == "completed"
         assert upstream.last("/echo/secured")["headers"]["x-api-key"] == HEADER_SECRET
-        assert_secret_absent(executed.text, HEADER_SECRET)
+        assert_no_secret(executed.text, HEADER_SECRET)
 
 
 async def test_a_bad_manifest_stops_startup_naming_file_and_field(tmp_path: Path) -> None:

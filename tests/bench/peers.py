@@ -9,7 +9,6 @@ upstream of the HTTP-tool benchmark.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.support.sidecar_process import stop
 from tests.support.upstream import free_port
 
 __all__ = ["BareServer", "bare_app", "rss_mib", "serve_bare", "stop"]
@@ -80,17 +80,6 @@ def _wait_ready(server: BareServer) -> None:
             pass
         time.sleep(0.05)
     raise RuntimeError("the bare app did not start")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM a process we started and wait for it; kill it if it lingers."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def rss_mib(pid: int) -> float:

@@ -10,15 +10,9 @@ import pytest
 
 from tests.support.secrets import assert_no_secret
 from tests.support.sidecar_process import RunningSidecar, run_sidecar
-from tests.support.upstream import Upstream, resetting_server, serve_upstream
+from tests.support.upstream import Upstream, resetting_server
 
 SECRET = "bad-input-secret-value-42"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with serve_upstream() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,11 @@ import pytest
 
 from tests.support.secrets import assert_no_secret
 from tests.support.sidecar_process import RunningSidecar, run_sidecar
-from tests.support.upstream import Upstream, serve_upstream
+from tests.support.upstream import Upstream
 
 API_KEY = "sk-live-9f8e7d6c5b4a3210-secret"
 BODY_TOKEN = "tok_body+/=&?secret-77"
 STORED_HEADER = "stored-header-value-5544"
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with serve_upstream() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import httpx
 
 from tests.support.upstream import free_port
 
-__all__ = ["RunningSidecar", "run_sidecar"]
+__all__ = ["RunningSidecar", "run_sidecar", "stop"]
 
 
 @dataclass
@@ -62,13 +62,18 @@ def run_sidecar(
         _wait_healthy(running)
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a process we started and wait for it; kill it if it lingers."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _wait_healthy(running: RunningSidecar) -> None:

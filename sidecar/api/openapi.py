@@ -101,8 +101,20 @@ def _paths() -> dict[str, Any]:
             "patch": _operation("Update a tool", tool_object, {"type": "object"}),
             "delete": _operation("Delete a tool", {}),
         },
-        "/healthz": {"get": _operation("Liveness", {"type": "object"})},
-        "/readyz": {"get": _operation("Readiness", {"type": "object"})},
+        "/healthz": {"get": {**_operation("Liveness", {"type": "object"}), "security": []}},
+        "/readyz": {"get": {**_operation("Readiness", {"type": "object"}), "security": []}},
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition format)",
+                "responses": {
+                    "200": {
+                        "description": "OK",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {"get": _operation("This document", {"type": "object"})},
     }
 
 

@@ -112,7 +112,12 @@ async def test_the_openapi_document_lists_paths_and_components(
         "/v2/tools/{tool_id}",
         "/healthz",
         "/readyz",
-    } <= set(document["paths"])
+        "/metrics",
+        "/openapi.json",
+    } == set(document["paths"])
+    assert document["paths"]["/healthz"]["get"]["security"] == []
+    assert document["paths"]["/readyz"]["get"]["security"] == []
+    assert document["security"] == [{"bearer": []}]
     assert set(document["paths"]["/v2/tools/{tool_id}"]) >= {"get", "patch", "delete"}
     schemas = document["components"]["schemas"]
     assert {"ExecuteRequest", "ExecuteResponse", "BatchRequest", "ErrorResponse"} <= set(schemas)

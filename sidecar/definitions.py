@@ -11,12 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from ulid import ULID
 
 from sidecar.errors import ManifestError
+from tools.code import CodeSpec
 from tools.function import FunctionSpec
 from tools.http import HeaderValue, HttpSpec
 
 __all__ = [
     "KEY_PATTERN",
     "MASKED",
+    "CodeToolDefinition",
     "FunctionToolDefinition",
     "HttpToolDefinition",
     "StoredTool",
@@ -60,6 +62,13 @@ class HttpToolDefinition(ToolFields):
     http: HttpSpec
 
 
+class CodeToolDefinition(ToolFields):
+    """Python code run in the sandbox (SPEC §2.5)."""
+
+    type: Literal["code"]
+    code_tool: CodeSpec
+
+
 class FunctionToolDefinition(ToolFields):
     """A function the caller executes (SPEC §2.6)."""
 
@@ -68,10 +77,10 @@ class FunctionToolDefinition(ToolFields):
 
 
 ToolDefinition: TypeAlias = Annotated[
-    HttpToolDefinition | FunctionToolDefinition, Field(discriminator="type")
+    HttpToolDefinition | CodeToolDefinition | FunctionToolDefinition, Field(discriminator="type")
 ]
 definition_adapter: TypeAdapter[ToolDefinition] = TypeAdapter(ToolDefinition)
-TOOL_KINDS = frozenset({"http", "function"})
+TOOL_KINDS = frozenset({"http", "code", "function"})
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:

@@ -28,6 +28,7 @@ from sidecar.references import ToolReference
 from sidecar.registry import Registry
 from sidecar.variables import secret_values
 from tools.base import (
+    CodeRunner,
     Deadline,
     HandBack,
     JsonObject,
@@ -132,7 +133,9 @@ class Executor:
         metrics: Metrics,
         deadlines: DeadlineWatch,
         max_timeout: float,
+        code: CodeRunner | None = None,
     ) -> None:
+        self._code = code
         self._registry = registry
         self._deadlines = deadlines
         self._http = http
@@ -176,6 +179,7 @@ class Executor:
                 variables=call.variables,
                 http=self._http,
                 renderer=self._renderer,
+                code=self._code,
             )
             with self._deadlines.guard(deadline):
                 output = await tool.run(arguments, ctx)

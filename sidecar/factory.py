@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from sidecar.crypto import DecryptionError, SecretBox
 from sidecar.definitions import (
     MASKED,
+    CodeToolDefinition,
     FunctionToolDefinition,
     HttpToolDefinition,
     ToolDefinition,
 )
 from sidecar.errors import BadRequest, SidecarError
 from tools.base import Tool
+from tools.code import CodeTool
 from tools.function import FunctionTool
 from tools.http import HeaderValue, HttpBlueprint, HttpSpec, HttpTool
 
@@ -49,6 +51,14 @@ class ToolFactory:
                 return self._http(definition)
             case FunctionToolDefinition():
                 return Built(FunctionTool(definition.function, description=definition.description))
+            case CodeToolDefinition():
+                tool = CodeTool(
+                    name=definition.key,
+                    description=definition.description,
+                    spec=definition.code_tool,
+                    max_response_bytes=self._http_limits.max_response_bytes,
+                )
+                return Built(tool)
 
     def _http(self, definition: HttpToolDefinition) -> Built:
         spec, held = self.reveal_headers(definition.http)

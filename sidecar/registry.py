@@ -11,17 +11,18 @@ from typing import Any
 from ulid import ULID
 
 from sidecar.definitions import (
+    CodeToolDefinition,
     HttpToolDefinition,
     StoredTool,
     ToolDefinition,
     parse_definition,
     parse_tool_id,
 )
-from sidecar.errors import BadRequest, Conflict, ToolNotFound
+from sidecar.errors import BadRequest, Conflict, ManifestError, ToolNotFound
 from sidecar.factory import Built, ToolFactory
 from sidecar.references import Builtin, Inline, Registered, ToolReference
 from sidecar.store import KeyTaken, ToolStore, VersionConflict
-from tools.base import Tool
+from tools.base import CodeRunner, Tool
 
 __all__ = ["Page", "Registry", "Resolved"]
 
@@ -55,8 +56,10 @@ class Registry:
         factory: ToolFactory,
         builtins: Mapping[str, Tool],
         manifest_tools: Sequence[StoredTool] = (),
+        code: CodeRunner | None = None,
     ) -> None:
         self._store = store
+        self._code = code
         self._factory = factory
         self._builtins = dict(builtins)
         self._manifests_by_id = {tool.id: tool for tool in manifest_tools}
@@ -127,6 +130,7 @@ class Registry:
     async def create(self, definition: ToolDefinition) -> StoredTool:
         """Register a new tool; its key must be free."""
         self._check_key_free(definition.key)
+        await self.check_code(definition)
         now = datetime.now(UTC)
         stored = StoredTool(
             id=str(ULID()), definition=self._sealed(definition), created=now, updated=now
@@ -147,6 +151,7 @@ class Registry:
         definition = parse_definition(body)
         if definition.key != current.definition.key:
             self._check_key_free(definition.key)
+        await self.check_code(definition)
         updated = current.model_copy(
             update={
                 "definition": self._sealed(definition, current.definition),
@@ -162,6 +167,25 @@ class Registry:
         except VersionConflict:
             raise Conflict("the tool changed meanwhile; fetch it and try again") from None
         return updated
+
+    async def check_code(
+        self, definition: ToolDefinition, *, where: str = "code_tool.code"
+    ) -> None:
+        """A code tool's code is compiled (in a confined child) when it is registered."""
+        if not isinstance(definition, CodeToolDefinition):
+            return
+        if self._code is None:
+            raise ManifestError(
+                f"{where}: code tools need the sandbox, which is off (SIDECAR_SANDBOX_ENABLED)",
+                code="sandbox_unavailable",
+            )
+        outcome = await self._code.check(definition.code_tool.code)
+        if outcome.failure is not None:
+            raise ManifestError(
+                f"{where}: the code does not compile: {outcome.message}",
+                code="sandbox_compile_error",
+                param="code_tool.code",
+            )
 
     async def delete(self, ident: str) -> StoredTool:
         """Remove a registered tool."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox import SandboxLimits, SandboxPool
+from sidecar.code_runner import SandboxCodeRunner
 from sidecar.crypto import SecretBox
 from sidecar.deadlines import DeadlineWatch
+from sidecar.definitions import StoredTool
 from sidecar.execution import Executor
 from sidecar.factory import HttpLimits, ToolFactory
 from sidecar.logs import get_logger
@@ -38,6 +41,7 @@ class Services:
     store: ToolStore
     registry: Registry
     executor: Executor
+    sandbox: SandboxPool | None
 
     async def readiness(self) -> dict[str, dict[str, Any]]:
         """Each dependency's state, for `/readyz`."""
@@ -48,6 +52,11 @@ class Services:
         except (sqlite3.Error, RuntimeError) as exc:  # readiness reports, it does not crash
             checks["store"] = {"ok": False, "error": type(exc).__name__}
         checks["registry"] = {"ok": True, "platform_tools": sorted(self.registry.builtins)}
+        if self.sandbox is None:
+            checks["sandbox"] = {"ok": True, "enabled": False}
+        else:
+            alive = self.sandbox.zygote_pid is not None
+            checks["sandbox"] = {"ok": alive, "enabled": True, "layers": self.sandbox.layers}
         return checks
 
 
@@ -83,9 +92,16 @@ async def open_services(
                 max_redirects=settings.http_max_redirects,
             ),
         )
+        pool = await _open_sandbox(stack, settings)
+        code = SandboxCodeRunner(pool) if pool is not None else None
         registry = Registry(
-            store=store, factory=factory, builtins=platform_tools(), manifest_tools=manifest_tools
+            store=store,
+            factory=factory,
+            builtins=platform_tools(),
+            manifest_tools=manifest_tools,
+            code=code,
         )
+        await check_manifest_code(registry, manifest_tools, settings)
         deadlines = DeadlineWatch()
         stack.callback(deadlines.close)
         executor = Executor(
@@ -94,6 +110,7 @@ async def open_services(
             http=http,
             renderer=PlaceholderRenderer(),
             metrics=metrics,
+            code=code,
             max_timeout=settings.max_tool_timeout,
         )
         log.info(
@@ -101,4 +118,39 @@ async def open_services(
             manifest_tools=len(manifest_tools),
             state_dir=str(settings.state_dir),
         )
-        yield Services(settings, metrics, store, registry, executor)
+        yield Services(settings, metrics, store, registry, executor, pool)
+
+
+async def _open_sandbox(stack: AsyncExitStack, settings: Settings) -> SandboxPool | None:
+    if not settings.sandbox_enabled:
+        log.info("sandbox.disabled")
+        return None
+    limits = SandboxLimits(
+        cpu_seconds=settings.sandbox_cpu_seconds,
+        memory_mb=settings.sandbox_memory_mb,
+        max_output_chars=settings.sandbox_max_output_chars,
+    )
+    pool = await stack.enter_async_context(
+        SandboxPool(
+            limits, max_concurrency=settings.sandbox_concurrency, max_queue=settings.sandbox_queue
+        )
+    )
+    _warn_missing_layers(pool.layers)
+    return pool
+
+
+def _warn_missing_layers(layers: dict[str, bool]) -> None:
+    missing = sorted(name for name, applied in layers.items() if not applied)
+    if missing:
+        log.warning("sandbox.layers_missing", missing=missing, layers=layers)
+    else:
+        log.info("sandbox.ready", layers=layers)
+
+
+async def check_manifest_code(
+    registry: Registry, tools: Sequence[StoredTool], settings: Settings
+) -> None:
+    """Compile every manifest code tool now, so a broken one stops the start."""
+    for stored in tools:
+        where = f"{settings.manifests_dir / 'tools'} ({stored.definition.key})"
+        await registry.check_code(stored.definition, where=where)

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     http_max_response_bytes: int = Field(default=1_048_576, ge=1024)
     http_max_redirects: int = Field(default=5, ge=0, le=20)
     outbound_max_connections: int = Field(default=100, ge=1)
+    sandbox_enabled: bool = True
+    sandbox_concurrency: int = Field(default=4, ge=1, le=256)
+    sandbox_queue: int = Field(default=64, ge=0)
+    sandbox_memory_mb: int = Field(default=256, ge=32)
+    sandbox_cpu_seconds: int = Field(default=120, ge=1)
+    sandbox_max_output_chars: int = Field(default=65_536, ge=1024)
 
     @field_validator("api_keys", "outbound_allow", mode="before")
     @classmethod

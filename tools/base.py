@@ -15,7 +15,7 @@ raising `ToolError` (or a subclass) with a stable `code`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias, runtime_checkable
 
@@ -23,6 +23,8 @@ import httpx
 
 __all__ = [
     "Binding",
+    "CodeOutcome",
+    "CodeRunner",
     "Deadline",
     "FunctionDefinition",
     "HandBack",
@@ -30,6 +32,7 @@ __all__ = [
     "JsonObject",
     "JsonValue",
     "OutboundBlocked",
+    "OutboundCall",
     "Rendered",
     "RenderedUrl",
     "Renderer",
@@ -215,6 +218,38 @@ class Renderer(Protocol):
         ...
 
 
+OutboundCall: TypeAlias = Callable[[JsonObject], Awaitable[JsonObject]]
+
+
+@dataclass(frozen=True)
+class CodeOutcome:
+    """What running (or compiling) code in the sandbox gave: a result, or a failure kind."""
+
+    result: JsonValue = None
+    stdout: str = ""
+    failure: str | None = None  # compile_error, runtime_error, timeout, memory_limit, ...
+    message: str = ""
+
+
+class CodeRunner(Protocol):
+    """Runs Python tool code in the sandbox (the service's implementation wraps it)."""
+
+    async def check(self, source: str) -> CodeOutcome:
+        """Compile `source` in a confined child; a failure names the line."""
+        ...
+
+    async def run(
+        self,
+        source: str,
+        names: dict[str, JsonValue],
+        *,
+        time_limit: float,
+        http: OutboundCall | None,
+    ) -> CodeOutcome:
+        """Run `source` with `names` as top-level variables; `http` answers its requests."""
+        ...
+
+
 @dataclass(frozen=True)
 class ToolContext:
     """What a tool receives for one call."""
@@ -224,6 +259,7 @@ class ToolContext:
     variables: Mapping[str, VariableValue]
     http: httpx.AsyncClient
     renderer: Renderer
+    code: CodeRunner | None = None
 
 
 @runtime_checkable

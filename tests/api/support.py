@@ -27,6 +27,8 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
         "state_dir": root / "state",
         "manifests_dir": root / "manifests",
         "outbound_allow": ("127.0.0.1",),
+        # Code tools have their own tests; the rest need no sandbox processes.
+        "sandbox_enabled": False,
         **overrides,
     }
     return Settings(**options)

@@ -1,0 +1,96 @@
+"""Python code tools (`type: "code"`): a module-level script run in the sandbox (SPEC §2.5).
+
+Each argument is a top-level variable, and so is each request variable (secret
+values included, revealed only here, on their way into the sandbox's pipe);
+arguments win on a name clash, and `params` holds the arguments too. The code
+sets `result`; `print` output comes back as `stdout`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tools.base import (
+    CodeOutcome,
+    FunctionDefinition,
+    JsonObject,
+    JsonValue,
+    Secret,
+    ToolContext,
+    ToolError,
+    ToolOutput,
+    ToolResult,
+)
+from tools.code_http import outbound_call
+
+__all__ = ["MAX_CODE_CHARS", "CodeSpec", "CodeTool", "sandbox_error"]
+
+MAX_CODE_CHARS = 262_144
+
+
+class CodeSpec(BaseModel):
+    """A code tool's definition (orq's `code_tool`, plus `timeout` and `allowed_hosts`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    language: Literal["python"] = "python"
+    code: str = Field(min_length=1, max_length=MAX_CODE_CHARS)
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    timeout: int = Field(default=30, ge=1, le=120)
+    allowed_hosts: list[str] = Field(default_factory=list)
+
+    @field_validator("parameters")
+    @classmethod
+    def _object_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value.get("type", "object") != "object":
+            raise ValueError("parameters must be a JSON Schema of type 'object'")
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as exc:
+            raise ValueError(f"parameters is not a valid JSON Schema: {exc.message}") from None
+        return value
+
+
+def sandbox_error(outcome: CodeOutcome) -> ToolError:
+    """The typed error of a failed run: `sandbox_<kind>`."""
+    return ToolError(outcome.message, code=f"sandbox_{outcome.failure}")
+
+
+class CodeTool:
+    """Runs its code in the sandbox with the call's arguments and variables."""
+
+    def __init__(
+        self, *, name: str, description: str, spec: CodeSpec, max_response_bytes: int = 1_048_576
+    ) -> None:
+        self.spec = spec
+        self._max_response_bytes = max_response_bytes
+        self._definition = FunctionDefinition(name, description, spec.parameters)
+
+    @property
+    def definition(self) -> FunctionDefinition:
+        return self._definition
+
+    async def run(self, arguments: JsonObject, ctx: ToolContext) -> ToolOutput:
+        if ctx.code is None:
+            raise ToolError("code tools are not available here", code="sandbox_unavailable")
+        names: dict[str, JsonValue] = {
+            name: value.reveal() if isinstance(value, Secret) else value
+            for name, value in ctx.variables.items()
+        }
+        names.update(arguments)
+        names["params"] = dict(arguments)
+        outcome = await ctx.code.run(
+            self.spec.code,
+            names,
+            time_limit=min(float(self.spec.timeout), ctx.deadline.remaining()),
+            http=outbound_call(
+                ctx, self.spec.allowed_hosts, max_response_bytes=self._max_response_bytes
+            ),
+        )
+        if outcome.failure is not None:
+            raise sandbox_error(outcome)
+        return ToolResult({"result": outcome.result, "stdout": outcome.stdout})

@@ -14,9 +14,11 @@ import anyio
 import uvicorn
 from pydantic import ValidationError
 
+from sandbox import SandboxPool
 from sidecar.api.calls import to_wire
 from sidecar.app import create_app
 from sidecar.crypto import KeyFileError
+from sidecar.definitions import CodeToolDefinition, StoredTool
 from sidecar.errors import BadRequest, ManifestError, SidecarError
 from sidecar.execution import ToolCall
 from sidecar.logs import configure_logging, get_logger
@@ -197,7 +199,26 @@ def _pairs(items: Sequence[str], flag: str, *, as_json: bool = True) -> list[tup
 def _manifests_check(args: argparse.Namespace, settings: Settings) -> int:
     tools = load_tool_manifests(settings.manifests_dir)
     files = manifest_files(settings.manifests_dir)
+    failures = anyio.run(_compile_failures, tools)
     for stored in tools:
-        print(f"ok  {stored.definition.type:<9} {stored.definition.key}  ({stored.tool_id})")
+        problem = failures.get(stored.definition.key)
+        status = "ok  " if problem is None else "FAIL"
+        line = f"{status} {stored.definition.type:<9} {stored.definition.key}  ({stored.tool_id})"
+        print(line if problem is None else f"{line}: the code does not compile: {problem}")
     print(f"{len(tools)} tools in {len(files)} files under {settings.manifests_dir / 'tools'}")
-    return 0
+    return 1 if failures else 0
+
+
+async def _compile_failures(tools: Sequence[StoredTool]) -> dict[str, str]:
+    """Each code tool whose code does not compile (in a confined child), with the reason."""
+    code_tools = [tool for tool in tools if isinstance(tool.definition, CodeToolDefinition)]
+    if not code_tools:
+        return {}
+    failures: dict[str, str] = {}
+    async with SandboxPool() as pool:
+        for stored in code_tools:
+            assert isinstance(stored.definition, CodeToolDefinition)
+            failure = await pool.check(stored.definition.code_tool.code)
+            if failure is not None:
+                failures[stored.definition.key] = failure.message
+    return failures

@@ -14,7 +14,7 @@ from sidecar.factory import HttpLimits, ToolFactory
 from sidecar.manifests import load_tool_manifests, manifest_files
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
-TOOL_KINDS = {"http", "function"}
+TOOL_KINDS = {"http", "code", "function"}
 
 
 def test_every_shipped_manifest_loads() -> None:
@@ -131,3 +131,36 @@ def test_a_key_defined_twice_names_both_files(
     assert str(tools / "a.yaml") in message
     assert str(tools / "b.yaml") in message
     assert "twice" in message
+
+
+def test_manifests_check_compiles_code_tools_in_the_sandbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "broken_code.yaml").write_text(
+        "type: code\nkey: broken_code\ncode_tool:\n  code: |\n    x = 1\n    y = (\n",
+        encoding="utf-8",
+    )
+    assert main(["manifests", "check", "--manifests-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL code" in out
+    assert "broken_code" in out
+    assert "line" in out
+
+
+def test_the_shipped_code_tool_runs_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = '[{"unit_price": "19.99", "quantity": 3}, {"unit_price": "5.00", "quantity": 1}]'
+    code = main(
+        [
+            "tools", "call", "invoice_total",
+            "--arg", f"lines={lines}",
+            "--manifests-dir", str(MANIFESTS),
+            "--state-dir", str(tmp_path / "state"),
+        ]
+    )  # fmt: skip
+    answer = json.loads(capsys.readouterr().out)
+    assert code == 0, answer
+    assert answer["result"]["result"] == {"net": "64.97", "vat": "13.64", "gross": "78.61"}

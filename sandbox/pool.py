@@ -1,18 +1,18 @@
 """Parent side of the sandbox: runs code tools in confined children of one zygote.
 
-Outcomes and errors are in `sandbox.outcomes`. A call
-waits in the queue for one of `max_concurrency` slots; its `timeout` counts from
-the moment it has a slot (waiting in the queue does not count; the caller bounds
-the whole wait by cancelling, which kills the child too). On expiry the child is
-SIGKILLed through its pidfd. A zygote found dead is replaced on the next call;
-the calls it was serving end as `crashed`.
+Outcomes and errors are in `sandbox.outcomes`. A call waits in the queue (at most
+`max_queue` calls, beyond that `SandboxBusy`) for one of `max_concurrency` slots.
+Its `timeout` counts from the moment it has a slot: waiting in the queue does not
+count, and the caller bounds the whole wait by cancelling, which kills the child
+too. Each child serves one call and is SIGKILLed through its pidfd when the call
+ends (answered, out of time, cancelled or broken), so a slot is free at once and
+the zygote reaps. One spare child is forked and confined ahead of time, so a call
+rarely waits for a fork; it holds no job until a call takes it. A zygote found dead
+is replaced on the next call; the calls it was serving end as `crashed`.
 """
 
 from __future__ import annotations
 
-import os
-import stat
-import sys
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,6 +39,7 @@ from sandbox.outcomes import (
 from sandbox.process import (
     ChildProcess,
     ForkFailed,
+    HungUp,
     PendingChild,
     ZygoteGone,
     ZygoteProcess,
@@ -278,7 +279,7 @@ class SandboxPool:
 
     async def _self_test(self, zygote: ZygoteProcess) -> dict[str, bool]:
         """Probe a child forked the normal way: which layers hold (all False if none answers)."""
-        job: dict[str, JsonValue] = {"type": "probe", "readable_path": _world_readable_file()}
+        job: dict[str, JsonValue] = {"type": "probe", "readable_path": probe.world_readable_file()}
         answer: dict[str, JsonValue] | SandboxFailure | None = None
         with anyio.move_on_after(_PROBE_SECONDS):
             try:
@@ -308,8 +309,8 @@ class SandboxPool:
                         "output_limit", f"the code's output exceeds {limit} bytes"
                     )
                 return SandboxFailure("crashed", "the sandboxed process sent a malformed message")
-            except OSError:
-                pass  # it hung up without an answer: how it ended tells why
+            except HungUp:
+                pass  # how it ended tells why (errors of `http` itself propagate as they are)
             # Still under the call's deadline: it may have closed its socket and gone on.
             with anyio.move_on_after(_REAP_SECONDS):
                 return ended_without_answer(await child.wait(), self._limits)
@@ -324,15 +325,13 @@ class SandboxPool:
     async def _converse(
         self, child: ChildProcess, job: dict[str, JsonValue], http: HttpHandler | None
     ) -> dict[str, JsonValue] | SandboxFailure:
-        await child.channel.send(job)
+        await child.send(job)
         while True:
-            message = await child.channel.receive()
-            if message is None:
-                raise OSError("the child hung up")
+            message = await child.receive()
             kind = message.get("type") if isinstance(message, dict) else None
             if isinstance(message, dict) and kind == "http":
                 answer = await _answer_http(http, message.get("request"))
-                await child.channel.send({"type": "http_answer", "answer": answer})
+                await child.send({"type": "http_answer", "answer": answer})
             elif isinstance(message, dict) and kind in _FINAL:
                 return message
             else:
@@ -345,11 +344,3 @@ async def _answer_http(http: HttpHandler | None, request: JsonValue) -> dict[str
     if http is None:
         return {"ok": False, "code": "no_http", "message": "this tool cannot make HTTP requests"}
     return await http(request)
-
-
-def _world_readable_file() -> str:
-    """A file any uid may read, so that failing to open it proves Landlock."""
-    for path in (os.path.realpath(sys.executable), "/etc/passwd", "/etc/hostname"):
-        if os.path.isfile(path) and os.stat(path).st_mode & stat.S_IROTH:
-            return path
-    return os.path.realpath(sys.executable)

@@ -17,14 +17,16 @@ import os
 import resource
 import signal
 import socket
+import stat
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sandbox import confine
 from sandbox.framing import JsonValue
 
-__all__ = ["LAYERS", "Witness", "expected_rlimits", "layers", "report"]
+__all__ = ["LAYERS", "Witness", "expected_rlimits", "layers", "report", "world_readable_file"]
 
 LAYERS = (
     "rlimits",
@@ -153,3 +155,11 @@ def expected_rlimits(plan: confine.Plan) -> dict[str, tuple[int, int]]:
     """The limits a child under `plan` must report, by name."""
     names = {number: name for name, number in _RLIMITS.items()}
     return {names[number]: values for number, values in plan.rlimits().items()}
+
+
+def world_readable_file() -> str:
+    """A file any uid may read, so that failing to open it proves Landlock."""
+    for path in (os.path.realpath(sys.executable), "/etc/passwd", "/etc/hostname"):
+        if os.path.isfile(path) and os.stat(path).st_mode & stat.S_IROTH:
+            return path
+    return os.path.realpath(sys.executable)

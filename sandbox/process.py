@@ -18,7 +18,15 @@ from sandbox.channel import AsyncChannel, receive_datagram, send_datagram
 from sandbox.framing import FramingError, JsonValue
 from sandbox.worker import Settings
 
-__all__ = ["ChildProcess", "Exit", "ForkFailed", "PendingChild", "ZygoteGone", "ZygoteProcess"]
+__all__ = [
+    "ChildProcess",
+    "Exit",
+    "ForkFailed",
+    "HungUp",
+    "PendingChild",
+    "ZygoteGone",
+    "ZygoteProcess",
+]
 
 _ROOT = Path(__file__).resolve().parent.parent  # where `sandbox` can be imported from
 _START_SECONDS = 30.0
@@ -27,6 +35,10 @@ _STOP_SECONDS = 5.0
 
 class ZygoteGone(Exception):
     """The zygote did not answer a fork request: it has died."""
+
+
+class HungUp(Exception):
+    """The child closed its end of the call socket (or died) without a final answer."""
 
 
 class ForkFailed(Exception):
@@ -51,6 +63,23 @@ class ChildProcess:
         self._status = status
         self._exit: Exit | None = None
         self._ended = False
+
+    async def send(self, message: JsonValue) -> None:
+        """Write one frame to the child; `HungUp` if it is gone."""
+        try:
+            await self.channel.send(message)
+        except OSError as exc:
+            raise HungUp from exc
+
+    async def receive(self) -> JsonValue:
+        """Read one frame from the child; `HungUp` at its end (`FramingError` if malformed)."""
+        try:
+            message = await self.channel.receive()
+        except OSError as exc:
+            raise HungUp from exc
+        if message is None:
+            raise HungUp
+        return message
 
     def has_exited(self) -> bool:
         """Whether the process has already ended (without waiting)."""

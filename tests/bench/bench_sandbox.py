@@ -104,7 +104,10 @@ async def _memory(pool: SandboxPool) -> tuple[dict[str, int], dict[str, int]]:
 
     async def look(request: dict[str, JsonValue]) -> dict[str, JsonValue]:
         for pid in _children(zygote):
-            found = _status(pid)
+            try:
+                found = _status(pid)
+            except OSError:
+                continue  # the child of an earlier call, gone meanwhile
             if found["VmHWM"] > seen.get("VmHWM", 0):
                 seen.update(found)
         return {"ok": True, "status_code": 200, "headers": {}, "body": None}

@@ -114,7 +114,10 @@ async def test_secrets_reach_the_child_only_through_the_pipe(pool: SandboxPool) 
         assert zygote is not None
         for pid in (zygote, *_descendants(zygote)):
             proc = Path(f"/proc/{pid}")
-            seen[pid] = (proc / "environ").read_bytes() + (proc / "cmdline").read_bytes()
+            try:
+                seen[pid] = (proc / "environ").read_bytes() + (proc / "cmdline").read_bytes()
+            except OSError:
+                continue  # a child of an earlier call, gone meanwhile
         return OK
 
     source = "http.get('https://api.example.test/')\nresult = len(token)"
@@ -359,6 +362,17 @@ async def test_http_requests_round_trip_through_the_handler(pool: SandboxPool) -
     ]
     assert requests[0]["params"] == {"q": "a b"}
     assert requests[1]["json"] == {"k": [1, 2]}
+
+
+async def test_an_error_of_the_http_handler_propagates_and_the_child_is_killed(
+    pool: SandboxPool,
+) -> None:
+    async def broken(request: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        raise ProcessLookupError("a bug in the handler")
+
+    with anyio.fail_after(5), pytest.raises(ProcessLookupError, match="a bug in the handler"):
+        await pool.run("http.get('https://x.test/')\n" + LOOP, {}, timeout=30, http=broken)
+    await _works(pool)
 
 
 async def test_http_without_a_handler_is_refused_to_the_code(pool: SandboxPool) -> None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tools.base import (
@@ -26,6 +24,7 @@ from tools.base import (
     ToolResult,
 )
 from tools.code_http import outbound_call
+from tools.schemas import EMPTY_OBJECT_SCHEMA, check_object_schema
 
 __all__ = ["MAX_CODE_CHARS", "CodeSpec", "CodeTool", "sandbox_error"]
 
@@ -39,20 +38,14 @@ class CodeSpec(BaseModel):
 
     language: Literal["python"] = "python"
     code: str = Field(min_length=1, max_length=MAX_CODE_CHARS)
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    parameters: dict[str, Any] = Field(default_factory=lambda: dict(EMPTY_OBJECT_SCHEMA))
     timeout: int = Field(default=30, ge=1, le=120)
     allowed_hosts: list[str] = Field(default_factory=list)
 
     @field_validator("parameters")
     @classmethod
     def _object_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if value.get("type", "object") != "object":
-            raise ValueError("parameters must be a JSON Schema of type 'object'")
-        try:
-            Draft202012Validator.check_schema(value)
-        except SchemaError as exc:
-            raise ValueError(f"parameters is not a valid JSON Schema: {exc.message}") from None
-        return value
+        return check_object_schema(value)
 
 
 def sandbox_error(outcome: CodeOutcome) -> ToolError:

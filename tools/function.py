@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tools.base import FunctionDefinition, HandBack, JsonObject, ToolContext, ToolOutput
+from tools.schemas import EMPTY_OBJECT_SCHEMA, check_object_schema
 
 __all__ = ["FunctionSpec", "FunctionTool"]
-
-EMPTY_OBJECT_SCHEMA: JsonObject = {"type": "object", "properties": {}}
 
 
 class FunctionSpec(BaseModel):
@@ -28,13 +25,7 @@ class FunctionSpec(BaseModel):
     @field_validator("parameters")
     @classmethod
     def _object_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if value.get("type", "object") != "object":
-            raise ValueError("parameters must be a JSON Schema of type 'object'")
-        try:
-            Draft202012Validator.check_schema(value)
-        except SchemaError as exc:
-            raise ValueError(f"parameters is not a valid JSON Schema: {exc.message}") from None
-        return value
+        return check_object_schema(value)
 
 
 class FunctionTool:

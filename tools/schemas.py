@@ -1,0 +1,23 @@
+"""JSON Schema checks shared by the tool kinds whose parameters are a schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+__all__ = ["EMPTY_OBJECT_SCHEMA", "check_object_schema"]
+
+EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+def check_object_schema(value: dict[str, Any]) -> dict[str, Any]:
+    """`value` when it is a valid JSON Schema of an object; else ValueError saying why."""
+    if value.get("type", "object") != "object":
+        raise ValueError("parameters must be a JSON Schema of type 'object'")
+    try:
+        Draft202012Validator.check_schema(value)
+    except SchemaError as exc:
+        raise ValueError(f"parameters is not a valid JSON Schema: {exc.message}") from None
+    return value

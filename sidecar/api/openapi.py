@@ -18,7 +18,7 @@ from sidecar.api.models import (
     ResolveResponse,
     ToolList,
 )
-from sidecar.definitions import FunctionToolDefinition, HttpToolDefinition
+from sidecar.definitions import CodeToolDefinition, FunctionToolDefinition, HttpToolDefinition
 
 __all__ = ["openapi_document"]
 
@@ -33,6 +33,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     ToolList,
     ErrorResponse,
     HttpToolDefinition,
+    CodeToolDefinition,
     FunctionToolDefinition,
 )
 
@@ -61,7 +62,8 @@ def _operation(
 
 
 def _tool_definition() -> dict[str, Any]:
-    return {"oneOf": [_ref(HttpToolDefinition), _ref(FunctionToolDefinition)]}
+    kinds = (HttpToolDefinition, CodeToolDefinition, FunctionToolDefinition)
+    return {"oneOf": [_ref(kind) for kind in kinds]}
 
 
 def _paths() -> dict[str, Any]:

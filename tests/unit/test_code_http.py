@@ -1,0 +1,146 @@
+"""The code tools' `http` helper, parent side: pinning, limits and failures."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+import pytest
+
+from sidecar.templating import PlaceholderRenderer
+from tools.base import Deadline, JsonObject, OutboundBlocked, OutboundCall, Secret, ToolContext
+from tools.code_http import MAX_REQUESTS_PER_CALL, outbound_call
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "code-http-secret-5150"
+
+
+class Recorder:
+    """An upstream that records requests and answers JSON (or fails as told)."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.url.host == "blocked.example":
+            raise OutboundBlocked("blocked.example", "10.0.0.1 is private")
+        if request.url.path == "/redirect":
+            return httpx.Response(302, headers={"location": "https://elsewhere.example/"})
+        return httpx.Response(200, json={"path": request.url.path})
+
+
+@pytest.fixture
+def upstream() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def client(upstream: Recorder) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
+        yield http
+
+
+def handler(client: httpx.AsyncClient, allowed: Sequence[str] = ()) -> OutboundCall:
+    ctx = ToolContext(
+        call_id="c1",
+        deadline=Deadline.after(10),
+        variables={"TOKEN": Secret(SECRET), "plain": "x"},
+        http=client,
+        renderer=PlaceholderRenderer(),
+    )
+    return outbound_call(ctx, allowed, max_response_bytes=10_000)
+
+
+async def ask(call: OutboundCall, request: JsonObject) -> JsonObject:
+    answer = await call(request)
+    assert SECRET not in str(answer.get("message", ""))
+    return answer
+
+
+async def test_a_request_without_a_secret_may_go_anywhere_the_guard_allows(
+    client: httpx.AsyncClient, upstream: Recorder
+) -> None:
+    answer = await ask(handler(client), {"method": "GET", "url": "https://api.example/a"})
+    assert answer["ok"] is True
+    assert answer["status_code"] == 200
+    assert answer["body"] == {"path": "/a"}
+
+
+async def test_a_secret_goes_only_to_an_allowed_host(
+    client: httpx.AsyncClient, upstream: Recorder
+) -> None:
+    request: JsonObject = {
+        "method": "GET",
+        "url": "https://api.example/a",
+        "headers": {"Authorization": f"Bearer {SECRET}"},
+    }
+    refused = await ask(handler(client), request)
+    assert refused == {
+        "ok": False,
+        "code": "secret_egress_denied",
+        "message": refused["message"],
+    }
+    assert not upstream.requests
+    allowed = await ask(handler(client, ["api.example"]), request)
+    assert allowed["ok"] is True
+    assert upstream.requests[-1].headers["authorization"] == f"Bearer {SECRET}"
+
+
+@pytest.mark.parametrize(
+    "request_part",
+    [
+        {"params": {"key": SECRET}},
+        {"json": {"token": SECRET}},
+        {"data": f"token={SECRET}"},
+    ],
+)
+async def test_a_secret_anywhere_in_the_request_counts(
+    client: httpx.AsyncClient, request_part: JsonObject
+) -> None:
+    request: JsonObject = {"method": "POST", "url": "https://api.example/a", **request_part}
+    answer = await ask(handler(client), request)
+    assert answer["code"] == "secret_egress_denied"
+
+
+async def test_allowed_hosts_bound_every_request(client: httpx.AsyncClient) -> None:
+    answer = await ask(handler(client, ["api.example"]), {"url": "https://other.example/"})
+    assert answer["code"] == "host_not_allowed"
+
+
+async def test_a_redirect_is_not_followed_with_a_secret(
+    client: httpx.AsyncClient, upstream: Recorder
+) -> None:
+    request: JsonObject = {
+        "url": "https://api.example/redirect",
+        "headers": {"X-Key": SECRET},
+    }
+    answer = await ask(handler(client, ["api.example"]), request)
+    assert answer["status_code"] == 302
+    assert [r.url.host for r in upstream.requests] == ["api.example"]
+
+
+async def test_the_outbound_guard_refusal_is_reported(client: httpx.AsyncClient) -> None:
+    answer = await ask(handler(client), {"url": "https://blocked.example/"})
+    assert answer["code"] == "outbound_blocked"
+    assert "blocked.example" in str(answer["message"])
+
+
+async def test_requests_per_call_are_bounded(client: httpx.AsyncClient) -> None:
+    call = handler(client)
+    for _ in range(MAX_REQUESTS_PER_CALL):
+        assert (await ask(call, {"url": "https://api.example/"}))["ok"] is True
+    assert (await ask(call, {"url": "https://api.example/"}))["code"] == "too_many_requests"
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [{"method": "TRACE", "url": "https://api.example/"}, {"url": ""}, {"url": 3}],
+    ids=["method", "empty-url", "url-type"],
+)
+async def test_a_malformed_request_is_refused(
+    client: httpx.AsyncClient, malformed: JsonObject
+) -> None:
+    answer = await ask(handler(client), malformed)
+    assert answer["code"] == "invalid_request"

@@ -44,11 +44,11 @@ class ToolFactory:
         self._box = box
         self._http_limits = http_limits
 
-    def build(self, definition: ToolDefinition) -> Built:
+    def build(self, definition: ToolDefinition, *, stored: bool = True) -> Built:
         """The runnable tool; a `SidecarError` when a stored value cannot be decrypted."""
         match definition:
             case HttpToolDefinition():
-                return self._http(definition)
+                return self._http(definition, stored=stored)
             case FunctionToolDefinition():
                 return Built(FunctionTool(definition.function, description=definition.description))
             case CodeToolDefinition():
@@ -60,8 +60,8 @@ class ToolFactory:
                 )
                 return Built(tool)
 
-    def _http(self, definition: HttpToolDefinition) -> Built:
-        spec, held = self.reveal_headers(definition.http)
+    def _http(self, definition: HttpToolDefinition, *, stored: bool) -> Built:
+        spec, held = self.reveal_headers(definition.http, stored=stored)
         tool = HttpTool(
             name=definition.key,
             description=definition.description,
@@ -71,13 +71,15 @@ class ToolFactory:
         )
         return Built(tool, held)
 
-    def reveal_headers(self, spec: HttpSpec) -> tuple[HttpSpec, tuple[str, ...]]:
+    def reveal_headers(
+        self, spec: HttpSpec, *, stored: bool = True
+    ) -> tuple[HttpSpec, tuple[str, ...]]:
         """The spec with encrypted header values decrypted, and those values."""
         headers: dict[str, str | HeaderValue] = {}
         held: list[str] = []
         for name, value in spec.blueprint.headers.items():
             if isinstance(value, HeaderValue) and value.encrypted:
-                plain = self._reveal(name, value.value)
+                plain = self._reveal(name, value.value, stored=stored)
                 held.append(plain)
                 value = HeaderValue(value=plain, encrypted=True)
             headers[name] = value
@@ -88,8 +90,13 @@ class ToolFactory:
         """The spec with `encrypted` header values encrypted for storage.
 
         A value of `***` (what the API shows for an encrypted value) keeps the
-        stored ciphertext of the same header, so a read-modify-write round trip works.
+        stored ciphertext of the same header, so a read-modify-write round trip works,
+        but only while the URL keeps its scheme and host: a stored secret is never
+        redirected to a new destination without being sent again.
         """
+        same_origin = previous is not None and _origin(previous.blueprint.url) == _origin(
+            spec.blueprint.url
+        )
         old = {
             name.lower(): value
             for name, value in (previous.blueprint.headers if previous else {}).items()
@@ -97,18 +104,25 @@ class ToolFactory:
         headers: dict[str, str | HeaderValue] = {}
         for name, value in spec.blueprint.headers.items():
             if isinstance(value, HeaderValue) and value.encrypted:
-                value = self._sealed(name, value.value, old.get(name.lower()))
+                kept = old.get(name.lower()) if same_origin else None
+                value = self._sealed(name, value.value, kept, moved=not same_origin)
             headers[name] = value
         blueprint = HttpBlueprint.model_construct(**{**dict(spec.blueprint), "headers": headers})
         return spec.model_copy(update={"blueprint": blueprint})
 
-    def _sealed(self, name: str, value: str, kept: str | HeaderValue | None) -> HeaderValue:
+    def _sealed(
+        self, name: str, value: str, kept: str | HeaderValue | None, *, moved: bool
+    ) -> HeaderValue:
         if value == MASKED:
             if isinstance(kept, HeaderValue) and kept.encrypted:
                 return kept
+            reason = (
+                "the URL's scheme or host changed, so the stored value must be sent again"
+                if moved
+                else "this tool has no stored value for that header; send the real value"
+            )
             raise BadRequest(
-                f"header {name!r}: '***' stands for a stored encrypted value, and this tool "
-                "has none for that header; send the real value",
+                f"header {name!r}: '***' stands for a stored encrypted value: {reason}",
                 param=f"http.blueprint.headers.{name}",
             )
         if SecretBox.is_encrypted(value):
@@ -123,9 +137,16 @@ class ToolFactory:
             return HeaderValue(value=value, encrypted=True)
         return HeaderValue(value=self._box.encrypt(value), encrypted=True)
 
-    def _reveal(self, header: str, value: str) -> str:
+    def _reveal(self, header: str, value: str, *, stored: bool) -> str:
         if not SecretBox.is_encrypted(value):
             return value
+        if not stored:
+            # Only the registry's own stored values are decrypted: an inline tool could
+            # otherwise have any ciphertext decrypted and sent wherever it points.
+            raise BadRequest(
+                f"header {header!r}: an inline tool cannot carry an encrypted stored value",
+                param=f"http.blueprint.headers.{header}",
+            )
         try:
             return self._box.decrypt(value)
         except DecryptionError:
@@ -134,3 +155,10 @@ class ToolFactory:
                 "configured SIDECAR_ENCRYPTION_KEY",
                 code="decryption_failed",
             ) from None
+
+
+def _origin(url_template: str) -> str:
+    """The scheme and authority part of a URL template, as written (placeholders included)."""
+    scheme, separator, rest = url_template.partition("://")
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme.lower()}{separator}{authority.lower()}"

@@ -77,7 +77,7 @@ class Registry:
             case Builtin(name):
                 return self._builtin(name)
             case Inline(definition):
-                built = self._factory.build(definition)
+                built = self._factory.build(definition, stored=False)
                 return Resolved(built.tool, definition.type, built.held_secrets)
             case Registered(ident, kind):
                 stored = await self._find(ident)

@@ -236,3 +236,31 @@ async def test_a_manifest_that_is_not_yaml_stops_startup(tmp_path: Path) -> None
     with pytest.raises(ManifestError, match=r"mangled\.yaml"):
         async with open_client(make_settings(tmp_path)):
             pass
+
+
+async def test_the_mask_does_not_follow_the_url_to_another_host(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    tool = (await client.post("/v2/tools", json=secured_tool(upstream))).json()
+    tool["http"]["blueprint"]["url"] = "http://127.0.0.9:9/steal"
+    moved = await client.patch(f"/v2/tools/{tool['_id']}", json=tool)
+    error = assert_error(moved, 400)
+    assert "sent again" in error["message"]
+    await client.post("/v1/tools/execute", json={"tool": "secured"})
+    assert upstream.last("/echo/secured")["headers"]["x-api-key"] == HEADER_SECRET
+
+
+async def test_an_inline_tool_cannot_have_a_stored_value_decrypted(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    await client.post("/v2/tools", json=secured_tool(upstream))
+    stored = await client.get("/v2/tools/secured")
+    assert stored.status_code == 200
+    inline = http_tool(
+        "thief",
+        upstream.url("/echo/thief"),
+        headers={"X-Api-Key": {"value": "enc:v1:gAAAAABnot-a-real-token", "encrypted": True}},
+    )
+    response = await client.post("/v1/tools/execute", json={"tool": inline})
+    assert_error(response, 400)
+    assert not upstream.journal.to("/echo/thief"), "nothing may be sent"

@@ -10,6 +10,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry
+from referencing.exceptions import Unresolvable
 
 from tools.base import InvalidArguments, JsonObject, Tool
 
@@ -32,7 +34,12 @@ class ArgumentBinder:
         compiled = entry[1] if entry is not None and entry[0] is tool else self._compile(tool)
         if not arguments and compiled.accepts_empty:
             return arguments
-        error = best_match(compiled.validator.iter_errors(arguments))
+        try:
+            error = best_match(compiled.validator.iter_errors(arguments))
+        except (Unresolvable, RecursionError) as exc:
+            raise InvalidArguments(
+                f"the tool's parameters schema cannot be applied: {type(exc).__name__}"
+            ) from None
         if error is not None:
             raise InvalidArguments(_describe(error), param=_param(error))
         return arguments
@@ -59,8 +66,10 @@ def _parse(raw: JsonObject | str) -> JsonObject:
         if not raw.strip():
             return {}
         try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
+            raw = json.loads(raw, parse_constant=_no_constant)
+        except (RecursionError, ValueError) as exc:
+            if not isinstance(exc, json.JSONDecodeError):
+                raise InvalidArguments(f"arguments are not valid JSON: {exc}") from None
             raise InvalidArguments(
                 f"arguments are not valid JSON: {exc.msg} at position {exc.pos}"
             ) from None
@@ -71,7 +80,8 @@ def _parse(raw: JsonObject | str) -> JsonObject:
 
 @lru_cache(maxsize=1024)
 def _validator(schema_text: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_text))
+    # An empty registry: a `$ref` to a URL is never fetched (no network, no blocking).
+    return Draft202012Validator(json.loads(schema_text), registry=Registry())
 
 
 def _path(error: ValidationError) -> str:
@@ -123,3 +133,7 @@ def _json_type(value: Any) -> str:
         case None:
             return "null"
     return type(value).__name__
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")

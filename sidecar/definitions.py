@@ -120,18 +120,25 @@ class StoredTool(BaseModel):
         return format_tool_id(self.id)
 
     def version_hash(self) -> str:
-        """A digest of the definition, changing whenever it does."""
-        body = json.dumps(self.definition.model_dump(mode="json"), sort_keys=True)
+        """A digest of the definition as it is shown, changing whenever that does.
+
+        Taken over the masked form: a digest of an encrypted header's plaintext would
+        let anyone test guesses of it.
+        """
+        body = json.dumps(self._shown_definition(), sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
-    def to_wire(self) -> dict[str, Any]:
-        """The orq-compatible JSON object of this tool (encrypted values masked)."""
+    def _shown_definition(self) -> dict[str, Any]:
         body = self.definition.model_dump(mode="json", exclude_none=True)
         if isinstance(self.definition, HttpToolDefinition):
             body["http"]["blueprint"]["headers"] = _masked(self.definition.http.blueprint.headers)
+        return body
+
+    def to_wire(self) -> dict[str, Any]:
+        """The orq-compatible JSON object of this tool (encrypted values masked)."""
         return {
             "_id": self.tool_id,
-            **body,
+            **self._shown_definition(),
             "created": self.created.isoformat(),
             "updated": self.updated.isoformat(),
             "version": self.version,

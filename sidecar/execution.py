@@ -20,6 +20,7 @@ import httpx
 
 from sidecar.arguments import ArgumentBinder
 from sidecar.deadlines import DeadlineWatch
+from sidecar.errors import SidecarError
 from sidecar.ids import new_id
 from sidecar.logs import get_logger, info_enabled, redacting
 from sidecar.metrics import Metrics
@@ -147,7 +148,11 @@ class Executor:
     async def execute(self, call: ToolCall, *, deadline: Deadline | None = None) -> Execution:
         """Run one call to an outcome; raises only for a reference that names no tool."""
         started = time.perf_counter()
-        resolved = await self._registry.resolve(call.reference)
+        try:
+            resolved = await self._registry.resolve(call.reference)
+        except SidecarError as exc:  # its message may quote the reference, made by the caller
+            exc.message = request_redactor(call).redact(exc.message)
+            raise
         secrets = [*secret_values(call.variables), *resolved.held_secrets]
         redactor = Redactor(secrets) if secrets else NO_SECRETS
         # Tools bound their own waits (an HTTP tool's blueprint timeout); the call's
@@ -180,6 +185,7 @@ class Executor:
                 http=self._http,
                 renderer=self._renderer,
                 code=self._code,
+                contains_secret=redactor.finds,
             )
             with self._deadlines.guard(deadline):
                 output = await tool.run(arguments, ctx)
@@ -193,10 +199,20 @@ class Executor:
         if isinstance(output, ToolResult):
             return Completed(redactor.redact_value(output.value))
         assert isinstance(output, HandBack)
-        arguments_text = redactor.redact(json.dumps(output.arguments, ensure_ascii=False))
+        try:
+            encoded = json.dumps(output.arguments, ensure_ascii=False, allow_nan=False)
+        except ValueError:
+            return Failed("invalid_arguments", "arguments hold NaN or Infinity, which JSON has not")
+        arguments_text = redactor.redact(encoded)
         return RequiresAction(
             FunctionCall(redactor.redact(call.call_id), output.name, arguments_text)
         )
+
+
+def request_redactor(call: ToolCall) -> Redactor:
+    """A redactor for the secrets the call's own variables hold."""
+    secrets = secret_values(call.variables)
+    return Redactor(secrets) if secrets else NO_SECRETS
 
 
 def _log(execution: Execution) -> None:

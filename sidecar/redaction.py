@@ -162,6 +162,12 @@ class Redactor:
         pieces.append(text[pos:])
         return "".join(pieces)
 
+    def finds(self, text: str) -> bool:
+        """Whether any secret, in any of its registered forms, occurs in `text`."""
+        if self._automaton is None:
+            return False
+        return any(length for _, length in self._automaton.iter(text))
+
     def redact_value(self, value: JsonValue) -> JsonValue:
         """A copy of a JSON value with every string redacted, dict keys included."""
         if self._automaton is None:

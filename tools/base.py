@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias, runtime_checkable
 
 import httpx
@@ -260,6 +260,7 @@ class ToolContext:
     http: httpx.AsyncClient
     renderer: Renderer
     code: CodeRunner | None = None
+    contains_secret: Callable[[str], bool] = field(default=lambda text: False)
 
 
 @runtime_checkable

@@ -10,17 +10,19 @@ bounds every request.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
 import httpx
 
-from tools.base import JsonObject, OutboundBlocked, OutboundCall, Secret, ToolContext
+from tools.base import JsonObject, OutboundBlocked, OutboundCall, ToolContext
 from tools.http_response import read_result
 
 __all__ = ["MAX_REQUESTS_PER_CALL", "outbound_call"]
 
 MAX_REQUESTS_PER_CALL = 32
+MAX_REDIRECTS = 5
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"})
 
 
@@ -28,7 +30,6 @@ def outbound_call(
     ctx: ToolContext, allowed_hosts: Sequence[str], *, max_response_bytes: int
 ) -> OutboundCall:
     """The handler that answers one code run's `http` requests."""
-    secrets = [value.reveal() for value in ctx.variables.values() if isinstance(value, Secret)]
     allowed = {host.lower() for host in allowed_hosts}
     made = 0
 
@@ -44,13 +45,13 @@ def outbound_call(
         host = prepared.url.host.lower()
         if allowed and host not in allowed:
             return _refused("host_not_allowed", f"host {host!r} is not in the tool's allowed_hosts")
-        carries_secret = _carries_secret(prepared, secrets)
+        carries_secret = _carries_secret(prepared, ctx.contains_secret)
         if carries_secret and host not in allowed:
             return _refused(
                 "secret_egress_denied",
                 f"a request carrying a secret may only go to a host in allowed_hosts, not {host!r}",
             )
-        return await _send(ctx, prepared, request, carries_secret, max_response_bytes)
+        return await _send(ctx, prepared, request, carries_secret, allowed, max_response_bytes)
 
     return call
 
@@ -70,7 +71,10 @@ def _prepare(client: httpx.AsyncClient, request: JsonObject) -> httpx.Request:
         headers.setdefault("content-type", "application/json")
     elif isinstance(request.get("data"), str):
         content = str(request["data"]).encode()
-    return client.build_request(method, url, headers=headers, params=params, content=content)
+    # An empty `params` would replace the query string the URL already has.
+    return client.build_request(
+        method, url, headers=headers, params=params or None, content=content
+    )
 
 
 def _string_map(value: Any, name: str) -> dict[str, str]:
@@ -81,11 +85,18 @@ def _string_map(value: Any, name: str) -> dict[str, str]:
     return {str(key): str(item) for key, item in value.items()}
 
 
-def _carries_secret(request: httpx.Request, secrets: Sequence[str]) -> bool:
-    if not secrets:
-        return False
-    texts = [str(request.url), *request.headers.values(), request.content.decode(errors="replace")]
-    return any(secret in text for secret in secrets if secret for text in texts)
+def _carries_secret(request: httpx.Request, contains_secret: Callable[[str], bool]) -> bool:
+    # The service's detector knows each secret's encodings (percent, JSON, base64...),
+    # and the request is checked as it will be sent.
+    url = str(request.url)
+    texts = [
+        url,
+        unquote(url),
+        unquote_plus(url),
+        *request.headers.values(),
+        request.content.decode(errors="replace"),
+    ]
+    return any(contains_secret(text) for text in texts)
 
 
 async def _send(
@@ -93,6 +104,7 @@ async def _send(
     request: httpx.Request,
     asked: JsonObject,
     carries_secret: bool,
+    allowed: set[str],
     max_response_bytes: int,
 ) -> JsonObject:
     wanted = asked.get("timeout")
@@ -102,8 +114,7 @@ async def _send(
     request.extensions["timeout"] = httpx.Timeout(max(timeout, 0.001)).as_dict()
     host = request.url.host
     try:
-        # A redirect would take a secret to another origin: follow only without one.
-        response = await ctx.http.send(request, stream=True, follow_redirects=not carries_secret)
+        response = await _follow(ctx.http, request, carries_secret, allowed)
         try:
             return {"ok": True, **await read_result(response, max_response_bytes)}
         finally:
@@ -114,6 +125,29 @@ async def _send(
         return _refused("upstream_timeout", f"host {host!r} did not answer within {timeout:g} s")
     except httpx.HTTPError as exc:
         return _refused("upstream_error", f"request to host {host!r} failed: {type(exc).__name__}")
+
+
+async def _follow(
+    client: httpx.AsyncClient, request: httpx.Request, carries_secret: bool, allowed: set[str]
+) -> httpx.Response:
+    """Send, following redirects while each hop stays allowed; else the 3xx is the answer.
+
+    Each hop stays within `allowed_hosts` when the tool lists any, and a request that
+    carries a secret never leaves its origin.
+    """
+    origin = (request.url.scheme, request.url.host, request.url.port)
+    for _ in range(MAX_REDIRECTS):
+        response = await client.send(request, stream=True, follow_redirects=False)
+        following = response.next_request
+        if following is None:
+            return response
+        host = following.url.host.lower()
+        moved = (following.url.scheme, following.url.host, following.url.port) != origin
+        if (allowed and host not in allowed) or (carries_secret and moved):
+            return response
+        await response.aclose()
+        request = following
+    return await client.send(request, stream=True, follow_redirects=False)
 
 
 def _refused(code: str, message: str) -> JsonObject:

@@ -20,4 +20,25 @@ def check_object_schema(value: dict[str, Any]) -> dict[str, Any]:
         Draft202012Validator.check_schema(value)
     except SchemaError as exc:
         raise ValueError(f"parameters is not a valid JSON Schema: {exc.message}") from None
+    remote = _remote_ref(value)
+    if remote is not None:
+        raise ValueError(f"parameters may only use local references ('#/...'), not {remote!r}")
     return value
+
+
+def _remote_ref(node: object) -> str | None:
+    """The first `$ref` that points outside the schema, if any (nothing is ever fetched)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and not ref.startswith("#"):
+            return ref
+        children: list[object] = list(node.values())
+    elif isinstance(node, list):
+        children = list(node)
+    else:
+        return None
+    for child in children:
+        found = _remote_ref(child)
+        if found is not None:
+            return found
+    return None

@@ -26,6 +26,7 @@ from sidecar.execution import (
     RequiresAction,
     ToolCall,
     new_call_id,
+    request_redactor,
 )
 from sidecar.references import parse_reference
 from sidecar.registry import Registry
@@ -74,7 +75,8 @@ async def _execute_in_batch(executor: Executor, call: ToolCall) -> dict[str, Any
     try:
         return to_wire(await executor.execute(call))
     except SidecarError as exc:  # a bad reference fails its own entry, not the batch
-        answer = to_wire(Execution(call.call_id, "", Failed(exc.code, exc.message, exc.param), 0))
+        call_id = request_redactor(call).redact(call.call_id)
+        answer = to_wire(Execution(call_id, "", Failed(exc.code, exc.message, exc.param), 0))
         del answer["tool"]  # no tool was found
         return answer
 

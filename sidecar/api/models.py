@@ -25,7 +25,7 @@ __all__ = [
 class ExecuteRequest(BaseModel):
     """One tool call: which tool, the model's arguments, the request's variables."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     tool: dict[str, Any] | str = Field(
         description='A tools[] entry (`{"type": "orq:http", "tool_id": ...}`), an inline '
@@ -45,7 +45,7 @@ class ExecuteRequest(BaseModel):
 class BatchRequest(BaseModel):
     """Several calls run concurrently; `variables` apply to each (a call's own win)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     calls: list[ExecuteRequest] = Field(min_length=1)
     variables: dict[str, JsonValue] | None = None
@@ -90,7 +90,7 @@ class BatchResponse(BaseModel):
 class ResolveRequest(BaseModel):
     """The tools[] entries whose model-facing definitions are wanted."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     tools: list[dict[str, Any] | str] = Field(min_length=1)
 

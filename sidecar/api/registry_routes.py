@@ -42,7 +42,7 @@ async def list_tools(request: Request) -> Response:
 def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return MAX_PAGE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}", param="limit")
     return int(raw)
 

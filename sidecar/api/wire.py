@@ -24,8 +24,10 @@ async def read_json(request: Request) -> Any:
     if not body.strip():
         raise BadRequest("the request body is empty; send a JSON object")
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return json.loads(body, parse_constant=_no_constant)
+    except (RecursionError, ValueError) as exc:
+        if not isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+            raise BadRequest(f"malformed JSON: {exc}", code="malformed_json") from None
         detail = (
             f"{exc.msg} at line {exc.lineno} column {exc.colno}"
             if isinstance(exc, json.JSONDecodeError)
@@ -37,6 +39,12 @@ async def read_json(request: Request) -> Any:
 async def read_model(request: Request, model: type[M]) -> M:
     """The request body validated as `model`; `BadRequest` names the first wrong field."""
     body = await request.body()
+    if b"NaN" in body or b"Infinity" in body:
+        # Bare NaN/Infinity are not JSON, yet pydantic's parser takes them: parse strictly.
+        try:
+            return model.model_validate(await read_json(request))
+        except ValidationError as exc:
+            raise validation_error(exc) from None
     try:
         # Parsing and validating in one pass; a malformed body is told apart below.
         return model.model_validate_json(body)
@@ -64,11 +72,12 @@ def json_response(model: BaseModel | dict[str, Any] | list[Any], status: int = 2
 
 
 def json_bytes(value: Any) -> bytes:
-    """Compact UTF-8 JSON; integers past 64 bits (which orjson refuses) take the slow path."""
+    """Compact UTF-8 JSON; what orjson refuses (integers past 64 bits, lone surrogates)
+    takes the slow path, ASCII-escaped."""
     try:
         return orjson.dumps(value)
     except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def error_response(error: SidecarError, headers: dict[str, str] | None = None) -> Response:
@@ -82,3 +91,7 @@ def error_response(error: SidecarError, headers: dict[str, str] | None = None) -
         media_type="application/json",
         headers=headers,
     )
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")

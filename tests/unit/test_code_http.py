@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Sequence
+from urllib.parse import quote
 
 import httpx
 import pytest
 
+from sidecar.redaction import Redactor
 from sidecar.templating import PlaceholderRenderer
 from tools.base import Deadline, JsonObject, OutboundBlocked, OutboundCall, Secret, ToolContext
 from tools.code_http import MAX_REQUESTS_PER_CALL, outbound_call
 
 pytestmark = pytest.mark.anyio
 
-SECRET = "code-http-secret-5150"
+SECRET = 'code+http/secret="5150"&x'
 
 
 class Recorder:
@@ -49,6 +52,7 @@ def handler(client: httpx.AsyncClient, allowed: Sequence[str] = ()) -> OutboundC
         variables={"TOKEN": Secret(SECRET), "plain": "x"},
         http=client,
         renderer=PlaceholderRenderer(),
+        contains_secret=Redactor([SECRET]).finds,
     )
     return outbound_call(ctx, allowed, max_response_bytes=10_000)
 
@@ -94,7 +98,14 @@ async def test_a_secret_goes_only_to_an_allowed_host(
         {"params": {"key": SECRET}},
         {"json": {"token": SECRET}},
         {"data": f"token={SECRET}"},
+        {
+            "headers": {
+                "Authorization": "Basic " + base64.b64encode(f"u:{SECRET}".encode()).decode()
+            }
+        },
+        {"url": "https://api.example/a?q=" + quote(SECRET, safe="")},
     ],
+    ids=["params", "json", "data", "basic-auth", "encoded-url"],
 )
 async def test_a_secret_anywhere_in_the_request_counts(
     client: httpx.AsyncClient, request_part: JsonObject
@@ -144,3 +155,19 @@ async def test_a_malformed_request_is_refused(
 ) -> None:
     answer = await ask(handler(client), malformed)
     assert answer["code"] == "invalid_request"
+
+
+async def test_a_redirect_outside_the_allowed_hosts_is_not_followed(
+    client: httpx.AsyncClient, upstream: Recorder
+) -> None:
+    answer = await ask(handler(client, ["api.example"]), {"url": "https://api.example/redirect"})
+    assert answer["status_code"] == 302
+    assert [r.url.host for r in upstream.requests] == ["api.example"]
+
+
+async def test_the_query_string_of_the_url_is_kept(
+    client: httpx.AsyncClient, upstream: Recorder
+) -> None:
+    answer = await ask(handler(client), {"url": "https://api.example/a?x=1&y=2"})
+    assert answer["ok"] is True
+    assert upstream.requests[-1].url.query == b"x=1&y=2"

@@ -197,8 +197,8 @@ class Registry:
         self, *, limit: int, starting_after: str | None, ending_before: str | None
     ) -> Page:
         """Newest first, manifests and stored tools merged; cursors are tool ids or keys."""
-        after = await self._cursor(starting_after)
-        before = await self._cursor(ending_before)
+        after = await self._cursor(starting_after, "starting_after")
+        before = await self._cursor(ending_before, "ending_before")
         stored, more = await self._store.page(
             limit=limit, starting_after=after, ending_before=before
         )
@@ -216,11 +216,16 @@ class Registry:
         """Every registered tool (manifests first), for listings and the MCP face."""
         return [*self._manifests_by_id.values(), *await self._store.all()]
 
-    async def _cursor(self, ident: str | None) -> str | None:
+    async def _cursor(self, ident: str | None, param: str) -> str | None:
         if ident is None:
             return None
         ulid = parse_tool_id(ident)
-        return ulid if ulid is not None else (await self.get(ident)).id
+        if ulid is not None:
+            return ulid
+        found = await self._find(ident)
+        if found is None:
+            raise BadRequest(f"{param} {ident!r} is neither a tool id nor a known key", param=param)
+        return found.id
 
     def _check_key_free(self, key: str) -> None:
         if key in self._manifests_by_key or key in self._builtins:

@@ -168,7 +168,10 @@ class PlaceholderRenderer:
         # `=` and `#` in a value stay data.
         rest = _render_text(template[end:], bindings, usage, encode=True)
         url = origin + rest
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise InvalidArguments("the rendered URL is not a valid URL") from None
         if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
             raise InvalidArguments("the tool's URL must be an absolute http(s) URL")
         return RenderedUrl(url, usage.secret, host_from_model)

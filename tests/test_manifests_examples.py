@@ -164,3 +164,15 @@ def test_the_shipped_code_tool_runs_from_the_command_line(
     answer = json.loads(capsys.readouterr().out)
     assert code == 0, answer
     assert answer["result"]["result"] == {"net": "64.97", "vat": "13.64", "gross": "78.61"}
+
+
+def test_a_key_written_twice_in_a_manifest_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "twice.yaml").write_text(
+        "type: function\nkey: first\nkey: second\nfunction: {name: f}\n", encoding="utf-8"
+    )
+    assert main(["manifests", "check", "--manifests-dir", str(tmp_path)]) != 0
+    assert "appears twice" in capsys.readouterr().err

@@ -227,6 +227,8 @@ class HttpTool:
             )
         except httpx.InvalidURL:
             raise InvalidArguments("the rendered URL is not a valid URL") from None
+        except UnicodeEncodeError:
+            raise InvalidArguments("a header value holds characters HTTP cannot carry") from None
         return _Prepared(request, carries_secret, secrets)
 
     def _headers(

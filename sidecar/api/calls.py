@@ -32,7 +32,7 @@ from sidecar.references import parse_reference
 from sidecar.registry import Registry
 from sidecar.services import Services
 from sidecar.variables import parse_variables
-from tools.base import VariableValue
+from tools.base import Deadline, VariableValue
 
 __all__ = ["execute", "execute_batch", "resolve"]
 
@@ -60,10 +60,12 @@ async def execute_batch(request: Request) -> Response:
     calls = [to_call(entry, shared, param=f"calls.{i}.") for i, entry in enumerate(body.calls)]
     results: list[dict[str, Any]] = [{}] * len(calls)
     slots = anyio.Semaphore(services.settings.batch_concurrency)
+    # One budget for the whole batch: waiting for a slot spends it too.
+    deadline = Deadline.after(services.settings.max_tool_timeout)
 
     async def run(index: int, call: ToolCall) -> None:
         async with slots:
-            results[index] = await _execute_in_batch(services.executor, call)
+            results[index] = await _execute_in_batch(services.executor, call, deadline)
 
     async with anyio.create_task_group() as group:
         for index, call in enumerate(calls):
@@ -71,9 +73,11 @@ async def execute_batch(request: Request) -> Response:
     return json_response({"object": "list", "data": results})
 
 
-async def _execute_in_batch(executor: Executor, call: ToolCall) -> dict[str, Any]:
+async def _execute_in_batch(
+    executor: Executor, call: ToolCall, deadline: Deadline
+) -> dict[str, Any]:
     try:
-        return to_wire(await executor.execute(call))
+        return to_wire(await executor.execute(call, deadline=deadline))
     except SidecarError as exc:  # a bad reference fails its own entry, not the batch
         call_id = request_redactor(call).redact(call.call_id)
         answer = to_wire(Execution(call_id, "", Failed(exc.code, exc.message, exc.param), 0))

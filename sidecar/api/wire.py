@@ -57,7 +57,9 @@ async def read_model(request: Request, model: type[M]) -> M:
 def validation_error(exc: ValidationError) -> BadRequest:
     """A `BadRequest` naming the first field that does not validate."""
     first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
+    # pydantic names union members in the location (`tool.dict[str,any]`): not fields.
+    fields = [part for part in first["loc"] if not _union_tag(part)]
+    where = ".".join(str(part) for part in fields)
     message = f"{where}: {first['msg']}" if where else first["msg"]
     return BadRequest(f"invalid request: {message}", param=where or None)
 
@@ -95,3 +97,10 @@ def error_response(error: SidecarError, headers: dict[str, str] | None = None) -
 
 def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _union_tag(part: object) -> bool:
+    return isinstance(part, str) and ("[" in part or part in _TYPE_TAGS)
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "function-after"})

@@ -112,3 +112,34 @@ async def test_version_hash_does_not_depend_on_an_encrypted_value(
         hashes.add(created["version_hash"])
         await client.delete(f"/v2/tools/{created['_id']}")
     assert len(hashes) == 1
+
+
+@pytest.mark.parametrize("cursor", ["starting_after", "ending_before"])
+async def test_an_unknown_cursor_is_a_400_naming_it(client: httpx.AsyncClient, cursor: str) -> None:
+    error = assert_error(await client.get(f"/v2/tools?{cursor}=no-such-key"), 400)
+    assert error["param"] == cursor
+
+
+@pytest.mark.parametrize(
+    ("blueprint", "arguments"),
+    [
+        ({"url": "{{base}}/x"}, {"base": "http://[::1"}),
+        ({"url": "http://127.0.0.1:9/x", "headers": {"X-Name": "{{name}}"}}, {"name": "日本"}),
+    ],
+    ids=["broken-url", "non-latin-header"],
+)
+async def test_values_http_cannot_carry_are_argument_errors(
+    client: httpx.AsyncClient, blueprint: dict[str, Any], arguments: dict[str, str]
+) -> None:
+    names = {name: {"type": "string", "description": name} for name in arguments}
+    tool = {"type": "http", "key": "odd", "http": {"blueprint": blueprint, "arguments": names}}
+    body = {"tool": tool, "arguments": arguments}
+    answer = (await client.post("/v1/tools/execute", json=body)).json()
+    assert answer["error"]["code"] == "invalid_arguments", answer
+
+
+async def test_a_wrong_body_type_names_the_field_not_pydantic_internals(
+    client: httpx.AsyncClient,
+) -> None:
+    error = assert_error(await client.post("/v1/tools/execute", json={"tool": 5}), 400)
+    assert error["param"] == "tool"

@@ -320,8 +320,9 @@ def test_an_authorization_header_built_from_a_secret_reaches_the_bridge() -> Non
         posted = http.post("https://api.example.com/items", json={"name": "x", "tags": ("a",)})
         result = {"status": answer["status_code"], "body": answer["body"], "again": posted["body"]}
     """
-    result, _ = run(source, {"api_key": "s3cr3t-value"}, http=bridge)
+    result, stdout = run(source, {"api_key": "s3cr3t-value"}, http=bridge)
     assert result == {"status": 200, "body": {"hello": "world"}, "again": {"hello": "world"}}
+    assert "s3cr3t-value" not in repr(result) + stdout, "only the bridge may see the secret"
     assert bridge.requests == [
         {
             "method": "GET",

@@ -107,15 +107,22 @@ def secret_tool(upstream: Upstream, path: str) -> dict[str, Any]:
     )
 
 
+async def call_echo(
+    client: httpx.AsyncClient, upstream: Upstream, path: str, q: str, **plain: str
+) -> httpx.Response:
+    """Register the echo tool on `path` and call it with the secret and `plain` variables."""
+    await client.post("/v2/tools", json=secret_tool(upstream, path))
+    variables: dict[str, Any] = {"token": {"secret": True, "value": SECRET}, **plain}
+    return await client.post(
+        "/v1/tools/execute",
+        json={"tool": "echo", "arguments": {"q": q}, "variables": variables},
+    )
+
+
 async def test_an_http_tool_sends_the_secret_and_never_answers_it(
     client: httpx.AsyncClient, upstream: Upstream
 ) -> None:
-    await client.post("/v2/tools", json=secret_tool(upstream, "/echo/secret"))
-    variables = {"token": {"secret": True, "value": SECRET}, "plain": "visible"}
-    response = await client.post(
-        "/v1/tools/execute",
-        json={"tool": "echo", "arguments": {"q": "rain"}, "variables": variables},
-    )
+    response = await call_echo(client, upstream, "/echo/secret", "rain", plain="visible")
     assert response.status_code == 200, response.text
 
     seen = upstream.last("/echo/secret")
@@ -158,12 +165,7 @@ async def test_an_upstream_that_reflects_encodings_of_the_secret_is_redacted(
 async def test_a_response_never_echoes_the_variables(
     client: httpx.AsyncClient, upstream: Upstream
 ) -> None:
-    await client.post("/v2/tools", json=secret_tool(upstream, "/echo/quiet"))
-    variables = {"token": {"secret": True, "value": SECRET}, "region": "eu-west-secretive"}
-    response = await client.post(
-        "/v1/tools/execute",
-        json={"tool": "echo", "arguments": {"q": "x"}, "variables": variables},
-    )
+    response = await call_echo(client, upstream, "/echo/quiet", "x", region="eu-west-secretive")
     assert "variables" not in response.json()
     assert "eu-west-secretive" not in response.text
     assert_no_secret(response.text, SECRET)

@@ -76,14 +76,21 @@ class CodeTool:
         }
         names.update(arguments)
         names["params"] = dict(arguments)
+        own_limit = float(self.spec.timeout)
+        time_limit = min(own_limit, ctx.deadline.remaining())
         outcome = await ctx.code.run(
             self.spec.code,
             names,
-            time_limit=min(float(self.spec.timeout), ctx.deadline.remaining()),
+            time_limit=time_limit,
             http=outbound_call(
                 ctx, self.spec.allowed_hosts, max_response_bytes=self._max_response_bytes
             ),
         )
+        if outcome.failure == "timeout" and time_limit < own_limit:
+            # The call's deadline ran out, not the tool's own limit: the pipeline
+            # reports that as `tool_timeout`, whether its watchdog or the sandbox
+            # noticed first.
+            raise TimeoutError
         if outcome.failure is not None:
             raise sandbox_error(outcome)
         return ToolResult({"result": outcome.result, "stdout": outcome.stdout})

@@ -174,15 +174,20 @@ class HttpTool:
 
     async def run(self, arguments: JsonObject, ctx: ToolContext) -> ToolResult:
         """Render the blueprint, send it and return status, safe headers and body."""
-        timeout = min(float(self.spec.blueprint.timeout), ctx.deadline.remaining())
+        own_limit = float(self.spec.blueprint.timeout)
+        timeout = min(own_limit, ctx.deadline.remaining())
         prepared = self._prepare(ctx, self._bindings(arguments, ctx.variables), timeout)
         host = _where(prepared.request.url, prepared.secrets)
         if timeout <= 0:
-            raise UpstreamTimeout(f"no time left to call {host}: the call's deadline has passed")
+            raise TimeoutError
         try:
             with anyio.fail_after(timeout):
                 return ToolResult(await self._exchange(ctx.http, prepared))
         except (httpx.TimeoutException, TimeoutError):
+            if timeout < own_limit:
+                # The call's deadline ran out, not the tool's own limit: the
+                # pipeline reports that as `tool_timeout`, whichever fires first.
+                raise TimeoutError from None
             raise UpstreamTimeout(f"{host} did not answer within {timeout:g} s") from None
         except httpx.RequestError as exc:
             reason = _describe(exc, prepared.secrets)

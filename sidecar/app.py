@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -18,33 +18,57 @@ from sidecar.api.openapi import openapi_document
 from sidecar.api.wire import error_response, json_response
 from sidecar.errors import MethodNotAllowed, NotFound, SidecarError
 from sidecar.logs import get_logger
+from sidecar.mcp_face_catalog import Catalog
+from sidecar.mcp_server import McpEndpoint, build_mcp_server, mcp_http_app
 from sidecar.metrics import Metrics
 from sidecar.services import Services, open_services
 from sidecar.settings import Settings
+from sidecar.variables_file import load_variables_file
+from tools.base import VariableValue
 
 __all__ = ["create_app"]
 
 log = get_logger("sidecar.app")
 
 
-def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+def create_app(
+    settings: Settings,
+    services: Services | None = None,
+    *,
+    mcp_variables: Mapping[str, VariableValue] | None = None,
+) -> Starlette:
     """The service's ASGI app.
 
     Given `services`, the app uses them and whoever opened them closes them (the
-    `serve` command does); without, the app opens its own in its lifespan.
+    `serve` command does); without, the app opens its own in its lifespan. The
+    variables of MCP calls are read from `SIDECAR_MCP_VARIABLES_FILE` now, unless
+    given (`VariablesFileError` names a bad file).
     """
     metrics = services.metrics if services is not None else Metrics()
+    variables = (
+        load_variables_file(settings.mcp_variables_file) if mcp_variables is None else mcp_variables
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if services is not None:
-            app.state.services = services
-            yield
-            return
-        async with open_services(settings, metrics) as opened:
+        async with AsyncExitStack() as stack:
+            opened = (
+                services
+                if services is not None
+                else await stack.enter_async_context(open_services(settings, metrics))
+            )
             app.state.services = opened
+            # A fresh MCP server per run: its session manager runs only once.
+            server = build_mcp_server(
+                executor=opened.executor,
+                catalog=Catalog.of_registry(opened.registry),
+                variables=variables,
+            )
+            app.state.mcp = mcp_http_app(server, settings)
+            await stack.enter_async_context(server.session_manager.run())
             yield
-        log.info("services.closed")
+        if services is None:
+            log.info("services.closed")
 
     async def openapi(request: Request) -> Response:
         return json_response(openapi_document())
@@ -62,6 +86,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/mcp", McpEndpoint()),
     ]
     middleware = [
         Middleware(

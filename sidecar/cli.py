@@ -1,4 +1,4 @@
-"""The `sidecar` command: `serve`, `tools list`, `tools call`, `manifests check`."""
+"""The `sidecar` command: `serve`, `mcp`, `tools list`, `tools call`, `manifests check`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import importlib.util
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
 
@@ -23,9 +24,13 @@ from sidecar.errors import BadRequest, ManifestError, SidecarError
 from sidecar.execution import ToolCall
 from sidecar.logs import configure_logging, get_logger
 from sidecar.manifests import load_tool_manifests, manifest_files
+from sidecar.mcp_face_catalog import Catalog
+from sidecar.mcp_server import McpServer, build_mcp_server, serve_stdio
 from sidecar.references import parse_reference
 from sidecar.services import open_services
 from sidecar.settings import Settings
+from sidecar.variables import secret_values
+from sidecar.variables_file import VariablesFileError, load_variables_file
 from tools.base import JsonValue, Secret, VariableValue
 
 __all__ = ["main"]
@@ -58,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (SIDECAR_PORT)")
     serve.set_defaults(handler=_serve)
 
+    mcp = commands.add_parser("mcp", help="serve the tools over MCP on stdin and stdout")
+    mcp.set_defaults(handler=_mcp)
+
     tools = commands.add_parser("tools", help="list and try tools").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -76,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = manifests.add_parser("check", help="validate manifests/tools/*.yaml")
     check.set_defaults(handler=_manifests_check)
-    for sub in (listing, call, check, serve):
+    for sub in (listing, call, check, serve, mcp):
         sub.add_argument("--manifests-dir", help="SIDECAR_MANIFESTS_DIR")
         sub.add_argument("--state-dir", help="SIDECAR_STATE_DIR")
     return parser
@@ -97,12 +105,17 @@ class _Server(uvicorn.Server):
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    configure_logging(settings.log_level, settings.log_format, _service_secrets(settings))
+    try:
+        variables = load_variables_file(settings.mcp_variables_file)
+    except VariablesFileError as exc:
+        return _cannot_start(exc)
+    secrets = _service_secrets(settings, variables)
+    configure_logging(settings.log_level, settings.log_format, secrets)
 
     async def run() -> None:
         async with open_services(settings) as services:
             config = uvicorn.Config(
-                create_app(settings, services),
+                create_app(settings, services, mcp_variables=variables),
                 host=settings.host,
                 port=settings.port,
                 log_config=None,
@@ -117,19 +130,53 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     try:
         anyio.run(run, backend_options={"use_uvloop": _has_uvloop()})
     except (ManifestError, KeyFileError) as exc:
-        print(f"sidecar: cannot start: {exc}", file=sys.stderr)
-        return 2
+        return _cannot_start(exc)
     return 0
+
+
+def _mcp(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        variables = load_variables_file(settings.mcp_variables_file)
+    except VariablesFileError as exc:
+        return _cannot_start(exc)
+    # Logs go to stderr, as always: stdout carries the protocol alone.
+    secrets = _service_secrets(settings, variables)
+    configure_logging(settings.log_level, settings.log_format, secrets)
+
+    @asynccontextmanager
+    async def opened_server() -> AsyncIterator[McpServer]:
+        async with open_services(settings) as services:
+            yield build_mcp_server(
+                executor=services.executor,
+                catalog=Catalog.of_registry(services.registry),
+                variables=variables,
+            )
+        log.info("services.closed")
+
+    try:
+        anyio.run(serve_stdio, opened_server(), backend_options={"use_uvloop": _has_uvloop()})
+    except (ManifestError, KeyFileError) as exc:
+        return _cannot_start(exc)
+    return 0
+
+
+def _cannot_start(problem: Exception) -> int:
+    print(f"sidecar: cannot start: {problem}", file=sys.stderr)
+    return 2
 
 
 def _has_uvloop() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
-def _service_secrets(settings: Settings) -> list[str]:
+def _service_secrets(
+    settings: Settings, variables: Mapping[str, VariableValue] | None = None
+) -> list[str]:
+    """Values masked in every log line: the keys, and the secrets of the MCP variables file."""
     secrets = list(settings.api_keys)
     if settings.encryption_key is not None:
         secrets.append(settings.encryption_key.get_secret_value())
+    secrets.extend(secret_values(variables or {}))
     return secrets
 
 

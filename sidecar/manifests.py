@@ -17,6 +17,7 @@ from sidecar.definitions import (
     parse_tool_id,
 )
 from sidecar.errors import ManifestError
+from sidecar.strict_yaml import load_yaml
 
 __all__ = ["load_tool_manifests", "manifest_files"]
 
@@ -46,30 +47,9 @@ def load_tool_manifests(manifests_dir: Path) -> list[StoredTool]:
     return tools
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a mapping that repeats a key (else the last one wins)."""
-
-
-def _mapping_without_repeats(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats
-)
-
-
 def _entries(path: Path) -> list[Any]:
     try:
-        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+        document = load_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: not valid YAML: {exc}") from None
     if isinstance(document, dict) and "tools" in document and "type" not in document:

@@ -13,6 +13,7 @@ from sidecar.outbound import OutboundPolicy
 __all__ = ["Settings"]
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 class Settings(BaseSettings):
@@ -43,8 +44,13 @@ class Settings(BaseSettings):
     sandbox_memory_mb: int = Field(default=256, ge=32)
     sandbox_cpu_seconds: int = Field(default=120, ge=1)
     sandbox_max_output_chars: int = Field(default=65_536, ge=1024)
+    mcp_variables_file: Path | None = None
+    mcp_allowed_hosts: CommaList = ()
+    mcp_allowed_origins: CommaList = ()
 
-    @field_validator("api_keys", "outbound_allow", mode="before")
+    @field_validator(
+        "api_keys", "outbound_allow", "mcp_allowed_hosts", "mcp_allowed_origins", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -61,6 +67,18 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def mcp_hosts(self) -> tuple[str, ...]:
+        """Host headers `/mcp` accepts: the configured ones, else loopback with our port."""
+        return self.mcp_allowed_hosts or tuple(f"{host}:{self.port}" for host in LOOPBACK_HOSTS)
+
+    @property
+    def mcp_origins(self) -> tuple[str, ...]:
+        """Origin headers `/mcp` accepts (a request without one is accepted too)."""
+        if self.mcp_allowed_origins:
+            return self.mcp_allowed_origins
+        return tuple(f"http://{host}:{self.port}" for host in LOOPBACK_HOSTS)
 
     @property
     def database_path(self) -> Path:

@@ -82,6 +82,7 @@ def create_app(
         Route("/v2/tools/{tool_id}", registry_routes.get_tool, methods=["GET"]),
         Route("/v2/tools/{tool_id}", registry_routes.update_tool, methods=["PATCH"]),
         Route("/v2/tools/{tool_id}", registry_routes.delete_tool, methods=["DELETE"]),
+        Route("/v2/tools/{tool_id}/refresh", registry_routes.refresh_tool, methods=["POST"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),

@@ -14,13 +14,18 @@ from sidecar.errors import ManifestError
 from tools.code import CodeSpec
 from tools.function import FunctionSpec
 from tools.http import HeaderValue, HttpSpec
+from tools.mcp import AllowedTools, McpSpec, McpToolEntry
 
 __all__ = [
     "KEY_PATTERN",
     "MASKED",
+    "AllowedTools",
     "CodeToolDefinition",
     "FunctionToolDefinition",
     "HttpToolDefinition",
+    "McpSpec",
+    "McpToolDefinition",
+    "McpToolEntry",
     "StoredTool",
     "ToolDefinition",
     "definition_adapter",
@@ -76,11 +81,19 @@ class FunctionToolDefinition(ToolFields):
     function: FunctionSpec
 
 
+class McpToolDefinition(ToolFields):
+    """A remote MCP server and the tools it listed (SPEC §2.7)."""
+
+    type: Literal["mcp"]
+    mcp: McpSpec
+
+
 ToolDefinition: TypeAlias = Annotated[
-    HttpToolDefinition | CodeToolDefinition | FunctionToolDefinition, Field(discriminator="type")
+    HttpToolDefinition | CodeToolDefinition | FunctionToolDefinition | McpToolDefinition,
+    Field(discriminator="type"),
 ]
 definition_adapter: TypeAdapter[ToolDefinition] = TypeAdapter(ToolDefinition)
-TOOL_KINDS = frozenset({"http", "code", "function"})
+TOOL_KINDS = frozenset({"http", "code", "function", "mcp"})
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:
@@ -132,6 +145,8 @@ class StoredTool(BaseModel):
         body = self.definition.model_dump(mode="json", exclude_none=True)
         if isinstance(self.definition, HttpToolDefinition):
             body["http"]["blueprint"]["headers"] = _masked(self.definition.http.blueprint.headers)
+        if isinstance(self.definition, McpToolDefinition):
+            body["mcp"]["headers"] = _masked(self.definition.mcp.headers)
         return body
 
     def to_wire(self) -> dict[str, Any]:

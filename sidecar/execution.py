@@ -34,6 +34,7 @@ from tools.base import (
     HandBack,
     JsonObject,
     JsonValue,
+    McpConnector,
     Renderer,
     Tool,
     ToolContext,
@@ -135,8 +136,10 @@ class Executor:
         deadlines: DeadlineWatch,
         max_timeout: float,
         code: CodeRunner | None = None,
+        mcp: McpConnector | None = None,
     ) -> None:
         self._code = code
+        self._mcp = mcp
         self._registry = registry
         self._deadlines = deadlines
         self._http = http
@@ -149,7 +152,7 @@ class Executor:
         """Run one call to an outcome; raises only for a reference that names no tool."""
         started = time.perf_counter()
         try:
-            resolved = await self._registry.resolve(call.reference)
+            resolved = await self._registry.resolve(call.reference, call.variables)
         except SidecarError as exc:  # its message may quote the reference, made by the caller
             exc.message = request_redactor(call).redact(exc.message)
             raise
@@ -185,6 +188,7 @@ class Executor:
                 http=self._http,
                 renderer=self._renderer,
                 code=self._code,
+                mcp=self._mcp,
                 contains_secret=redactor.finds,
             )
             with self._deadlines.guard(deadline):

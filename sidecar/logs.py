@@ -195,6 +195,9 @@ def configure_logging(
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The mcp package logs transport errors with tracebacks that carry upstream URLs;
+    # the MCP pool reports those failures itself, redacted.
+    logging.getLogger("mcp").setLevel(logging.CRITICAL)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -9,6 +9,9 @@ Each new connection (including every redirect hop to a new origin) goes through
 `_PinnedBackend.connect_tcp`, so each hop is checked. TLS still verifies and sends
 SNI for the original host name: httpcore calls `start_tls` with the origin's host,
 not with the address the TCP connection went to.
+
+`guarded_mcp_client(policy, ...)` is the same stack for httpx2, the HTTP client of
+the `mcp` package, used for MCP upstreams.
 """
 
 from __future__ import annotations
@@ -16,22 +19,26 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable, Sequence
-from typing import Any, TypeAlias
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
 import httpcore
+import httpcore2
 import httpx
+import httpx2
 
 from tools.base import OutboundBlocked
 
-__all__ = ["OutboundPolicy", "guarded_client", "guarded_transport"]
+__all__ = ["OutboundPolicy", "guarded_client", "guarded_mcp_client", "guarded_transport"]
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SocketOption: TypeAlias = (
     tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
 )
+
+_Stream = TypeVar("_Stream")
 
 _METADATA = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
@@ -143,6 +150,40 @@ class OutboundPolicy:
         return [str(address) for address in addresses]
 
 
+async def _connect_pinned(
+    policy: OutboundPolicy,
+    connect: Callable[[str, float | None], Awaitable[_Stream]],
+    host: str,
+    port: int,
+    timeout: float | None,  # noqa: ASYNC109 (handed on to the connect call)
+    errors: tuple[type[Exception], type[Exception]],
+) -> _Stream:
+    """Resolve `host` once, check every address, connect to the first that answers.
+
+    Shared by the httpcore and httpcore2 backends; `errors` is that library's
+    (ConnectError, ConnectTimeout) pair, so its client maps failures as usual.
+    """
+    connect_error, connect_timeout = errors
+    deadline = None if timeout is None else anyio.current_time() + timeout
+    try:
+        with anyio.fail_after(timeout):
+            addresses = await policy.resolve(host, port)
+    except TimeoutError as exc:
+        raise connect_timeout(f"resolving {host!r} timed out") from exc
+    except OSError as exc:
+        raise connect_error(f"cannot resolve {host!r}: {exc}") from exc
+    failure: Exception | None = None
+    for address in addresses:
+        remaining = None if deadline is None else max(0.0, deadline - anyio.current_time())
+        try:
+            # An IP literal: anyio connects to it without another lookup.
+            return await connect(address, remaining)
+        except connect_error as exc:
+            failure = exc
+    assert failure is not None
+    raise failure
+
+
 class _PinnedBackend(httpcore.AsyncNetworkBackend):
     """Connects only to addresses the policy checked, resolving each host once."""
 
@@ -158,30 +199,17 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[_SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        deadline = None if timeout is None else anyio.current_time() + timeout
-        try:
-            with anyio.fail_after(timeout):
-                addresses = await self._policy.resolve(host, port)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host!r} timed out") from exc
-        except OSError as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
-        failure: httpcore.ConnectError | None = None
-        for address in addresses:
-            remaining = None if deadline is None else max(0.0, deadline - anyio.current_time())
-            try:
-                # An IP literal: anyio connects to it without another lookup.
-                return await self._backend.connect_tcp(
-                    address,
-                    port,
-                    timeout=remaining,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except httpcore.ConnectError as exc:
-                failure = exc
-        assert failure is not None
-        raise failure
+        async def connect(address: str, remaining: float | None) -> httpcore.AsyncNetworkStream:
+            return await self._backend.connect_tcp(
+                address,
+                port,
+                timeout=remaining,
+                local_address=local_address,
+                socket_options=socket_options,
+            )
+
+        errors = (httpcore.ConnectError, httpcore.ConnectTimeout)
+        return await _connect_pinned(self._policy, connect, host, port, timeout, errors)
 
     async def connect_unix_socket(
         self,
@@ -277,4 +305,86 @@ def guarded_client(
         follow_redirects=False,
         trust_env=False,
         headers={"User-Agent": user_agent},
+    )
+
+
+class _PinnedBackend2(httpcore2.AsyncNetworkBackend):
+    """`_PinnedBackend` for httpcore2, the transport of the `mcp` package's client."""
+
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self._policy = policy
+        self._backend = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore2's signature)
+        local_address: str | None = None,
+        socket_options: Iterable[_SocketOption] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        async def connect(address: str, remaining: float | None) -> httpcore2.AsyncNetworkStream:
+            return await self._backend.connect_tcp(
+                address,
+                port,
+                timeout=remaining,
+                local_address=local_address,
+                socket_options=socket_options,
+            )
+
+        errors = (httpcore2.ConnectError, httpcore2.ConnectTimeout)
+        return await _connect_pinned(self._policy, connect, host, port, timeout, errors)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore2's signature)
+        socket_options: Iterable[_SocketOption] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        raise OutboundBlocked(path, "unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class _SchemeGuard2(httpx2.AsyncBaseTransport):
+    """`_SchemeGuard` for httpx2."""
+
+    def __init__(self, transport: httpx2.AsyncBaseTransport) -> None:
+        self._transport = transport
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        scheme = request.url.scheme
+        if scheme not in ("http", "https"):
+            raise OutboundBlocked(
+                request.url.host or "(no host)", f"scheme {scheme!r} is not allowed"
+            )
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+def guarded_mcp_client(
+    policy: OutboundPolicy,
+    *,
+    headers: Mapping[str, str],
+    timeout: httpx2.Timeout,
+    user_agent: str = "orq-sidecar",
+) -> httpx2.AsyncClient:
+    """An httpx2 client (what the `mcp` package speaks) behind the same guard as tool traffic."""
+    transport = httpx2.AsyncHTTPTransport(trust_env=False)
+    if not isinstance(getattr(transport, "_pool", None), httpcore2.AsyncConnectionPool):
+        raise TypeError("unsupported httpx2 version: AsyncHTTPTransport._pool is not a pool")
+    transport._pool = httpcore2.AsyncConnectionPool(
+        ssl_context=httpx2.create_ssl_context(trust_env=False),
+        max_keepalive_connections=8,
+        network_backend=_PinnedBackend2(policy),
+    )
+    return httpx2.AsyncClient(
+        transport=_SchemeGuard2(transport),
+        headers={"User-Agent": user_agent, **headers},
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
     )

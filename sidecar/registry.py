@@ -11,8 +11,11 @@ from typing import Any
 from ulid import ULID
 
 from sidecar.definitions import (
+    AllowedTools,
     CodeToolDefinition,
     HttpToolDefinition,
+    McpSpec,
+    McpToolDefinition,
     StoredTool,
     ToolDefinition,
     parse_definition,
@@ -20,9 +23,10 @@ from sidecar.definitions import (
 )
 from sidecar.errors import BadRequest, Conflict, ManifestError, ToolNotFound
 from sidecar.factory import Built, ToolFactory
-from sidecar.references import Builtin, Inline, Registered, ToolReference
+from sidecar.mcp_discovery import McpDiscovery, pick_member
+from sidecar.references import Builtin, Inline, InlineMcp, Registered, ToolReference
 from sidecar.store import KeyTaken, ToolStore, VersionConflict
-from tools.base import CodeRunner, Tool
+from tools.base import CodeRunner, FunctionDefinition, Tool, VariableValue
 
 __all__ = ["Page", "Registry", "Resolved"]
 
@@ -57,32 +61,55 @@ class Registry:
         builtins: Mapping[str, Tool],
         manifest_tools: Sequence[StoredTool] = (),
         code: CodeRunner | None = None,
+        mcp: McpDiscovery | None = None,
     ) -> None:
         self._store = store
         self._code = code
+        self._mcp = mcp
         self._factory = factory
         self._builtins = dict(builtins)
         self._manifests_by_id = {tool.id: tool for tool in manifest_tools}
         self._manifests_by_key = {tool.definition.key: tool for tool in manifest_tools}
         self._built_tools: OrderedDict[tuple[str, int], Built] = OrderedDict()
+        self._built_members: OrderedDict[tuple[str, int, str], Built] = OrderedDict()
 
     @property
     def builtins(self) -> Mapping[str, Tool]:
         """The platform tools, by name."""
         return self._builtins
 
-    async def resolve(self, reference: ToolReference) -> Resolved:
-        """The runnable tool a reference names; `ToolNotFound` when there is none."""
+    async def resolve(
+        self, reference: ToolReference, variables: Mapping[str, VariableValue] | None = None
+    ) -> Resolved:
+        """The runnable tool a reference names; `ToolNotFound` when there is none.
+
+        `variables` (the call's) are only needed to discover a manifest MCP server
+        that lists no tools, on its first use.
+        """
         match reference:
             case Builtin(name):
                 return self._builtin(name)
             case Inline(definition):
                 built = self._factory.build(definition, stored=False)
                 return Resolved(built.tool, definition.type, built.held_secrets)
-            case Registered(ident, kind):
+            case InlineMcp(spec, member, allowed):
+                if member is None:
+                    raise BadRequest(
+                        "an inline MCP server reference needs 'tool_name' to be executed",
+                        param="tool.tool_name",
+                    )
+                if allowed is not None and not allowed.admits(member, read_only=True):
+                    raise ToolNotFound(
+                        f"tool {member!r} is not allowed by allowed_tools", param="tool"
+                    )
+                built = self._factory.build_inline_mcp(spec, member, allowed)
+                return Resolved(built.tool, "mcp", built.held_secrets)
+            case Registered(ident, kind, member, allowed):
                 stored = await self._find(ident)
                 if stored is None and kind is None and ident in self._builtins:
                     return self._builtin(ident)
+                if stored is None and kind == "mcp":
+                    return await self._nested(ident, allowed)
                 if stored is None:
                     raise ToolNotFound(f"no tool with id or key {ident!r}", param="tool")
                 if kind is not None and stored.definition.type != kind:
@@ -90,8 +117,129 @@ class Registry:
                         f"tool {ident!r} is a {stored.definition.type} tool, not {kind}",
                         param="tool",
                     )
+                if isinstance(stored.definition, McpToolDefinition):
+                    stored = await self.discovered(stored, variables or {})
+                    return self._mcp_member(stored, member, allowed)
                 built = self._built(stored)
                 return Resolved(built.tool, stored.definition.type, built.held_secrets)
+
+    async def _nested(self, ident: str, allowed: AllowedTools | None) -> Resolved:
+        """`orq:mcp` by the id of one of a server's tools."""
+        for stored in await self.all():
+            definition = stored.definition
+            if isinstance(definition, McpToolDefinition) and any(
+                entry.id == ident for entry in definition.mcp.tools
+            ):
+                return self._mcp_member(stored, ident, allowed)
+        raise ToolNotFound(f"no MCP tool or server with id or key {ident!r}", param="tool")
+
+    def _mcp_member(
+        self, stored: StoredTool, member: str | None, allowed: AllowedTools | None
+    ) -> Resolved:
+        assert isinstance(stored.definition, McpToolDefinition)
+        entry = pick_member(stored.definition, member, allowed)
+        key = (stored.id, stored.version, entry.id)
+        built = self._built_members.get(key)
+        if built is None:
+            built = self._factory.build_mcp(stored.definition, entry)
+            self._built_members[key] = built
+            if len(self._built_members) > BUILT_TOOLS_KEPT:
+                self._built_members.popitem(last=False)
+        return Resolved(built.tool, "mcp", built.held_secrets)
+
+    async def discovered(
+        self, stored: StoredTool, variables: Mapping[str, VariableValue]
+    ) -> StoredTool:
+        """A manifest MCP server that lists no tools, discovered now (once) with `variables`."""
+        definition = stored.definition
+        if not isinstance(definition, McpToolDefinition) or definition.mcp.tools:
+            return stored
+        if stored.source != "manifest":
+            return stored
+        return await self.refresh(stored.id, variables)
+
+    async def expand(
+        self, reference: ToolReference, variables: Mapping[str, VariableValue]
+    ) -> list[tuple[FunctionDefinition, dict[str, Any]]]:
+        """What a model should see for a reference: MCP servers give one entry per tool.
+
+        Each definition comes with the `tools[]` entry that executes it.
+        """
+        if isinstance(reference, InlineMcp):
+            return await self._expand_inline(reference, variables)
+        if isinstance(reference, Registered) and reference.member is None:
+            stored = await self._find(reference.ident)
+            if stored is not None and isinstance(stored.definition, McpToolDefinition):
+                stored = await self.discovered(stored, variables)
+                assert isinstance(stored.definition, McpToolDefinition)
+                allowed = reference.allowed
+                return [
+                    (
+                        self._mcp_member(stored, entry.id, None).tool.definition,
+                        {"type": "mcp", "key": stored.definition.key, "tool_id": entry.id},
+                    )
+                    for entry in stored.definition.mcp.tools
+                    if allowed is None or allowed.admits(entry.name, read_only=entry.read_only)
+                ]
+        resolved = await self.resolve(reference, variables)
+        return [(resolved.tool.definition, {})]
+
+    async def _expand_inline(
+        self, reference: InlineMcp, variables: Mapping[str, VariableValue]
+    ) -> list[tuple[FunctionDefinition, dict[str, Any]]]:
+        if self._mcp is None:
+            raise BadRequest("MCP servers are not available here")
+        definition = McpToolDefinition(type="mcp", key="inline", mcp=reference.spec)
+        listed = await self._mcp.discover(definition, variables, stored=False)
+        allowed = reference.allowed
+        return [
+            (
+                FunctionDefinition(entry.name, entry.description, entry.input_schema),
+                {"tool_name": entry.name},
+            )
+            for entry in listed.mcp.tools
+            if allowed is None or allowed.admits(entry.name, read_only=entry.read_only)
+        ]
+
+    async def refresh(
+        self, ident: str, variables: Mapping[str, VariableValue] | None = None
+    ) -> StoredTool:
+        """List a registered MCP server's tools again; ids stay with the names they had."""
+        current = await self.get(ident)
+        definition = current.definition
+        if not isinstance(definition, McpToolDefinition):
+            raise BadRequest(
+                f"tool {ident!r} is a {definition.type} tool; only MCP servers are refreshed",
+                param="tool_id",
+            )
+        listed = await self._discover(definition, variables or {}, previous=definition.mcp)
+        updated = current.model_copy(
+            update={
+                "definition": listed,
+                "updated": datetime.now(UTC),
+                "version": current.version + 1,
+            }
+        )
+        if current.source == "manifest":
+            # Manifest tools live in memory; a refresh lasts until the service restarts.
+            self._manifests_by_id[current.id] = updated
+            self._manifests_by_key[definition.key] = updated
+            return updated
+        try:
+            await self._store.replace(updated, expected_version=current.version)
+        except VersionConflict:
+            raise Conflict("the tool changed meanwhile; try again") from None
+        return updated
+
+    async def _discover(
+        self,
+        definition: McpToolDefinition,
+        variables: Mapping[str, VariableValue],
+        previous: McpSpec | None = None,
+    ) -> McpToolDefinition:
+        if self._mcp is None:
+            raise BadRequest("MCP servers are not available here")
+        return await self._mcp.discover(definition, variables, previous=previous)
 
     def _built(self, stored: StoredTool) -> Built:
         # The row is read on every call (another replica may have changed it); the
@@ -127,23 +275,36 @@ class Registry:
                 return found
         return self._manifests_by_key.get(ident) or await self._store.get_by_key(ident)
 
-    async def create(self, definition: ToolDefinition) -> StoredTool:
-        """Register a new tool; its key must be free."""
+    async def create(
+        self, definition: ToolDefinition, variables: Mapping[str, VariableValue] | None = None
+    ) -> StoredTool:
+        """Register a new tool; its key must be free. An MCP server's tools are listed now."""
         self._check_key_free(definition.key)
         await self.check_code(definition)
+        sealed = self._sealed(definition)
+        if isinstance(sealed, McpToolDefinition):
+            _refuse_stdio(sealed)
+            sealed = await self._discover(sealed, variables or {})
+        else:
+            self._factory.build(sealed)
         now = datetime.now(UTC)
-        stored = StoredTool(
-            id=str(ULID()), definition=self._sealed(definition), created=now, updated=now
-        )
-        self._factory.build(stored.definition)
+        stored = StoredTool(id=str(ULID()), definition=sealed, created=now, updated=now)
         try:
             await self._store.insert(stored)
         except KeyTaken:
             raise Conflict(f"a tool with key {definition.key!r} exists", param="key") from None
         return stored
 
-    async def update(self, ident: str, changes: Mapping[str, Any]) -> StoredTool:
-        """Apply a PATCH: top-level fields merge, a nested payload replaces the stored one."""
+    async def update(
+        self,
+        ident: str,
+        changes: Mapping[str, Any],
+        variables: Mapping[str, VariableValue] | None = None,
+    ) -> StoredTool:
+        """Apply a PATCH: top-level fields merge, a nested payload replaces the stored one.
+
+        A new `mcp` payload is discovered again (tool ids kept by name).
+        """
         current = self._writable(await self.get(ident))
         body = {**current.definition.model_dump(mode="json", exclude_none=True), **changes}
         if body.get("type") != current.definition.type:
@@ -152,14 +313,22 @@ class Registry:
         if definition.key != current.definition.key:
             self._check_key_free(definition.key)
         await self.check_code(definition)
+        sealed = self._sealed(definition, current.definition)
+        if isinstance(sealed, McpToolDefinition):
+            _refuse_stdio(sealed)
+            previous = current.definition
+            assert isinstance(previous, McpToolDefinition)
+            if "mcp" in changes:
+                sealed = await self._discover(sealed, variables or {}, previous=previous.mcp)
+        else:
+            self._factory.build(sealed)
         updated = current.model_copy(
             update={
-                "definition": self._sealed(definition, current.definition),
+                "definition": sealed,
                 "updated": datetime.now(UTC),
                 "version": current.version + 1,
             }
         )
-        self._factory.build(updated.definition)
         try:
             await self._store.replace(updated, expected_version=current.version)
         except KeyTaken:
@@ -242,9 +411,23 @@ class Registry:
     def _sealed(
         self, definition: ToolDefinition, previous: ToolDefinition | None = None
     ) -> ToolDefinition:
+        if isinstance(definition, McpToolDefinition):
+            before_mcp = previous.mcp if isinstance(previous, McpToolDefinition) else None
+            return definition.model_copy(
+                update={"mcp": self._factory.seal_mcp(definition.mcp, before_mcp)}
+            )
         if not isinstance(definition, HttpToolDefinition):
             return definition
         before = previous.http if isinstance(previous, HttpToolDefinition) else None
         return definition.model_copy(
             update={"http": self._factory.seal_headers(definition.http, before)}
+        )
+
+
+def _refuse_stdio(definition: McpToolDefinition) -> None:
+    """Only manifests (files the operator wrote) may start local processes."""
+    if definition.mcp.connection_type == "stdio":
+        raise BadRequest(
+            "stdio MCP servers (local commands) can only be declared in manifest files",
+            param="mcp.connection_type",
         )

@@ -17,6 +17,8 @@ from sidecar.execution import Executor
 from sidecar.factory import HttpLimits, ToolFactory
 from sidecar.logs import get_logger
 from sidecar.manifests import load_tool_manifests
+from sidecar.mcp_discovery import McpDiscovery
+from sidecar.mcp_pool import McpPool, McpPoolSettings
 from sidecar.metrics import Metrics
 from sidecar.outbound import OutboundPolicy, guarded_client
 from sidecar.registry import Registry
@@ -42,6 +44,7 @@ class Services:
     registry: Registry
     executor: Executor
     sandbox: SandboxPool | None
+    mcp: McpPool | None = None
 
     async def readiness(self) -> dict[str, dict[str, Any]]:
         """Each dependency's state, for `/readyz`."""
@@ -94,12 +97,30 @@ async def open_services(
         )
         pool = await _open_sandbox(stack, settings)
         code = SandboxCodeRunner(pool) if pool is not None else None
+        renderer = PlaceholderRenderer()
+        mcp = await stack.enter_async_context(
+            McpPool.open(
+                OutboundPolicy(settings.outbound_allow),
+                McpPoolSettings(
+                    connect_timeout=settings.mcp_connect_timeout,
+                    call_timeout=settings.mcp_call_timeout,
+                    idle_timeout=settings.mcp_idle_timeout,
+                    max_connections=settings.mcp_max_connections,
+                ),
+            )
+        )
         registry = Registry(
             store=store,
             factory=factory,
             builtins=platform_tools(),
             manifest_tools=manifest_tools,
             code=code,
+            mcp=McpDiscovery(
+                factory=factory,
+                connector=mcp,
+                renderer=renderer,
+                time_limit=settings.mcp_connect_timeout + settings.mcp_call_timeout,
+            ),
         )
         await check_manifest_code(registry, manifest_tools, settings)
         deadlines = DeadlineWatch()
@@ -108,9 +129,10 @@ async def open_services(
             deadlines=deadlines,
             registry=registry,
             http=http,
-            renderer=PlaceholderRenderer(),
+            renderer=renderer,
             metrics=metrics,
             code=code,
+            mcp=mcp,
             max_timeout=settings.max_tool_timeout,
         )
         log.info(
@@ -118,7 +140,7 @@ async def open_services(
             manifest_tools=len(manifest_tools),
             state_dir=str(settings.state_dir),
         )
-        yield Services(settings, metrics, store, registry, executor, pool)
+        yield Services(settings, metrics, store, registry, executor, pool, mcp)
 
 
 async def _open_sandbox(stack: AsyncExitStack, settings: Settings) -> SandboxPool | None:

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     sandbox_cpu_seconds: int = Field(default=120, ge=1)
     sandbox_max_output_chars: int = Field(default=65_536, ge=1024)
     mcp_variables_file: Path | None = None
+    mcp_connect_timeout: float = Field(default=10.0, gt=0, le=300)
+    mcp_call_timeout: float = Field(default=60.0, gt=0, le=3600)
+    mcp_idle_timeout: float = Field(default=300.0, gt=0)
+    mcp_max_connections: int = Field(default=64, ge=1)
     mcp_allowed_hosts: CommaList = ()
     mcp_allowed_origins: CommaList = ()
 

@@ -9,7 +9,9 @@ raising `ToolError` (or a subclass) with a stable `code`.
     ├── OutboundBlocked            a destination the outbound guard refuses
     ├── SecretEgressDenied         a secret would leave for a host the model chose
     ├── UpstreamTimeout            the upstream did not answer in time
-    └── UpstreamError              the upstream could not be reached or broke
+    ├── UpstreamError              the upstream could not be reached or broke
+    ├── McpUnavailable             an MCP server could not be reached or its connection broke
+    └── McpFailure                 an MCP server answered with a protocol error
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ __all__ = [
     "InvalidArguments",
     "JsonObject",
     "JsonValue",
+    "McpCallResult",
+    "McpConnector",
+    "McpFailure",
+    "McpServer",
+    "McpToolInfo",
+    "McpUnavailable",
     "OutboundBlocked",
     "OutboundCall",
     "Rendered",
@@ -128,6 +136,18 @@ class UpstreamError(ToolError):
     """The upstream could not be reached, reset the connection or sent garbage."""
 
     code = "upstream_error"
+
+
+class McpUnavailable(ToolError):
+    """An MCP server could not be reached, or its connection broke during the call."""
+
+    code = "mcp_unavailable"
+
+
+class McpFailure(ToolError):
+    """An MCP server answered with a protocol error (unknown tool, bad parameters...)."""
+
+    code = "mcp_error"
 
 
 @dataclass(frozen=True)
@@ -250,6 +270,55 @@ class CodeRunner(Protocol):
         ...
 
 
+@dataclass(frozen=True, repr=False)
+class McpServer:
+    """An MCP server to reach, its placeholders filled: a URL (`http`, `sse`) or a command."""
+
+    transport: str  # "http" (Streamable HTTP), "sse" (legacy HTTP+SSE) or "stdio"
+    url: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    command: str = ""
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+    def __repr__(self) -> str:
+        where = self.url or self.command
+        return f"McpServer({self.transport}, {where!r}, headers=[...], env=[...])"
+
+
+@dataclass(frozen=True)
+class McpToolInfo:
+    """A tool an MCP server lists."""
+
+    name: str
+    description: str
+    input_schema: JsonObject
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class McpCallResult:
+    """An MCP `tools/call` result: content blocks, structured content, the error flag."""
+
+    content: list[JsonValue]
+    structured_content: JsonValue = None
+    is_error: bool = False
+
+
+class McpConnector(Protocol):
+    """Reaches MCP servers (the service pools the connections)."""
+
+    async def list_tools(self, server: McpServer, *, time_limit: float) -> list[McpToolInfo]:
+        """Every tool `server` lists."""
+        ...
+
+    async def call_tool(
+        self, server: McpServer, name: str, arguments: JsonObject, *, time_limit: float
+    ) -> McpCallResult:
+        """Call tool `name`; raise `McpUnavailable`, `McpFailure` or `UpstreamTimeout`."""
+        ...
+
+
 @dataclass(frozen=True)
 class ToolContext:
     """What a tool receives for one call."""
@@ -260,6 +329,7 @@ class ToolContext:
     http: httpx.AsyncClient
     renderer: Renderer
     code: CodeRunner | None = None
+    mcp: McpConnector | None = None
     contains_secret: Callable[[str], bool] = field(default=lambda text: False)
 
 

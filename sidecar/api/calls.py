@@ -28,10 +28,11 @@ from sidecar.execution import (
     new_call_id,
     request_redactor,
 )
+from sidecar.redaction import Redactor
 from sidecar.references import parse_reference
 from sidecar.registry import Registry
 from sidecar.services import Services
-from sidecar.variables import parse_variables
+from sidecar.variables import parse_variables, secret_values
 from tools.base import Deadline, VariableValue
 
 __all__ = ["execute", "execute_batch", "resolve"]
@@ -89,19 +90,29 @@ async def resolve(request: Request) -> Response:
     """The function definitions a model should see for some tools[] entries."""
     body = await read_model(request, ResolveRequest)
     registry: Registry = _services(request).registry
+    variables = parse_variables(body.variables)
     resolved: list[ResolvedTool] = []
     for index, entry in enumerate(body.tools):
         reference = parse_reference(entry, param=f"tools.{index}")
-        tool = (await registry.resolve(reference)).tool.definition
-        resolved.append(
-            ResolvedTool(
-                name=tool.name,
-                description=tool.description,
-                parameters=tool.parameters,
-                strict=tool.strict,
-                tool=entry,
+        try:
+            expanded = await registry.expand(reference, variables)
+        except SidecarError as exc:
+            exc.message = Redactor(secret_values(variables)).redact(exc.message)
+            raise
+        for tool, executes_with in expanded:
+            # An MCP server gives one entry per tool, each with the reference that runs it.
+            target: dict[str, Any] | str = (
+                {**entry, **executes_with} if isinstance(entry, dict) else entry
             )
-        )
+            resolved.append(
+                ResolvedTool(
+                    name=tool.name,
+                    description=tool.description,
+                    parameters=tool.parameters,
+                    strict=tool.strict,
+                    tool=target,
+                )
+            )
     return json_response(ResolveResponse(tools=resolved))
 
 

@@ -93,6 +93,9 @@ class ResolveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     tools: list[dict[str, Any] | str] = Field(min_length=1)
+    variables: dict[str, Any] | None = Field(
+        default=None, description="Values an MCP server's URL and headers need to be listed."
+    )
 
 
 class ResolvedTool(BaseModel):

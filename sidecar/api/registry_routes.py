@@ -13,8 +13,10 @@ from sidecar.definitions import parse_definition
 from sidecar.errors import BadRequest
 from sidecar.registry import Registry
 from sidecar.services import Services
+from sidecar.variables import parse_variables
+from tools.base import VariableValue
 
-__all__ = ["create_tool", "delete_tool", "get_tool", "list_tools", "update_tool"]
+__all__ = ["create_tool", "delete_tool", "get_tool", "list_tools", "refresh_tool", "update_tool"]
 
 MAX_PAGE = 200
 
@@ -52,9 +54,27 @@ async def create_tool(request: Request) -> Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequest("a tool definition must be a JSON object")
+    variables = _variables(body)
     definition = parse_definition(_without_read_only(body))
-    stored = await _registry(request).create(definition)
+    stored = await _registry(request).create(definition, variables)
     return json_response(stored.to_wire())
+
+
+async def refresh_tool(request: Request) -> Response:
+    """List a registered MCP server's tools again (body: optional `variables`)."""
+    body = await read_json(request) if await request.body() else {}
+    if not isinstance(body, dict) or set(body) - {"variables"}:
+        raise BadRequest("a refresh body may only hold 'variables'")
+    stored = await _registry(request).refresh(request.path_params["tool_id"], _variables(body))
+    return json_response(stored.to_wire())
+
+
+def _variables(body: dict[str, Any]) -> dict[str, VariableValue]:
+    """The `variables` an MCP server's URL and headers need to be reached; never stored."""
+    raw = body.pop("variables", None)
+    if raw is not None and not isinstance(raw, dict):
+        raise BadRequest("variables must be an object", param="variables")
+    return parse_variables(raw)
 
 
 async def get_tool(request: Request) -> Response:
@@ -68,8 +88,9 @@ async def update_tool(request: Request) -> Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise BadRequest("a tool update must be a JSON object")
+    variables = _variables(body)
     stored = await _registry(request).update(
-        request.path_params["tool_id"], _without_read_only(body)
+        request.path_params["tool_id"], _without_read_only(body), variables
     )
     return json_response(stored.to_wire())
 

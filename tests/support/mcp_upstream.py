@@ -1,0 +1,112 @@
+"""A real upstream MCP server for tests, built with the `mcp` package.
+
+Run as a process: `python -m tests.support.mcp_upstream http|sse|stdio [--port N]`.
+Over HTTP it prints `listening <port>` once it accepts connections. Its tools:
+
+- `whoami`: the Authorization and X-Tenant headers it received (and its env
+  variable `UPSTREAM_NAME` over stdio), as structured content;
+- `add` (read-only): the sum of two integers;
+- `pause`: sleeps; when the call is cancelled it appends a line to the file named
+  by `UPSTREAM_CANCEL_LOG`, so tests can see that a cancel reached the server;
+- `refuse`: a tool error (`is_error`) carrying the text it was given;
+- `wipe`: a destructive tool, for the `read_only` filter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp.server import MCPServer
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import ToolAnnotations
+
+__all__ = ["build_server"]
+
+
+def build_server() -> MCPServer:
+    """The upstream's tools."""
+    server = MCPServer("test-upstream")
+
+    @server.tool(description="The credentials this server received.")
+    def whoami(ctx: Context) -> dict[str, Any]:
+        headers = ctx.headers or {}
+        return {
+            "authorization": headers.get("authorization"),
+            "tenant": headers.get("x-tenant"),
+            "name": os.environ.get("UPSTREAM_NAME"),
+            "pid": os.getpid(),
+        }
+
+    @server.tool(
+        description="Add two integers.", annotations=ToolAnnotations(read_only_hint=True)
+    )
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @server.tool(description="Wait for some seconds, then answer.")
+    async def pause(seconds: float) -> str:
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            log = os.environ.get("UPSTREAM_CANCEL_LOG")
+            if log:
+                with open(log, "a") as file:  # noqa: ASYNC230 (one line, on cancel)
+                    file.write(f"cancelled {seconds}\n")
+            raise
+        return f"paused {seconds}"
+
+    @server.tool(description="Always fails with the given text.")
+    def refuse(text: str) -> str:
+        raise ToolError(f"refused: {text}")
+
+    @server.tool(
+        description="Delete everything.",
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True),
+    )
+    def wipe() -> str:
+        return "wiped"
+
+    return server
+
+
+def _security() -> TransportSecuritySettings:
+    return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+
+
+def _serve_http(server: MCPServer, transport: str, port: int) -> None:
+    if transport == "http":
+        app = server.streamable_http_app(transport_security=_security())
+    else:
+        app = server.sse_app(transport_security=_security())
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(128)
+    print(f"listening {listener.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    uvicorn.Server(config).run(sockets=[listener])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("transport", choices=["http", "sse", "stdio"])
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    server = build_server()
+    if args.transport == "stdio":
+        server.run("stdio")
+    else:
+        _serve_http(server, args.transport, args.port)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

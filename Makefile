@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run install dev test lint typecheck pytest bench clean
+.PHONY: run install dev node test lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,17 @@ $(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The third-party MCP clients the tests drive (package.json); installed again only
+# when the lock file changes.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 install: $(VENV)/.installed
 
 dev: $(VENV)/.dev-installed
+
+node: node_modules/.installed
 
 run: install
 	$(BIN)/sidecar serve
@@ -31,7 +39,7 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-pytest: dev
+pytest: dev node
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -40,4 +48,4 @@ bench: dev
 	$(BIN)/python -m tests.bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

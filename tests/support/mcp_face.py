@@ -1,0 +1,91 @@
+"""Helpers for tests of the sidecar's MCP face: a working directory, clients, result text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import yaml
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CallToolResult, TextContent
+
+__all__ = [
+    "UPSTREAM_TOKEN",
+    "http_client",
+    "prepare_workdir",
+    "result_json",
+    "result_text",
+]
+
+UPSTREAM_TOKEN = "mcp-face-token-7Qx9+/=secret"
+
+
+def prepare_workdir(root: Path, upstream_url: str) -> Path:
+    """Manifests (an HTTP tool sending `UPSTREAM_TOKEN`, a function tool) and a variables file.
+
+    Returns the variables file.
+    """
+    tools = root / "manifests" / "tools"
+    tools.mkdir(parents=True)
+    echo = {
+        "type": "http",
+        "key": "echo_secret",
+        "display_name": "Echo with a token",
+        "description": "Sends the token to the echo upstream and returns what it saw.",
+        "http": {
+            "blueprint": {
+                "url": upstream_url + "/mcp-face/{{word}}",
+                "method": "GET",
+                "headers": {"Authorization": "Bearer {{UPSTREAM_TOKEN}}"},
+                "timeout": 10,
+            },
+            "arguments": {"word": {"type": "string", "description": "A word for the path"}},
+        },
+    }
+    hand_back = {
+        "type": "function",
+        "key": "ask_the_user",
+        "description": "Run by the caller.",
+        "function": {"name": "ask_the_user", "parameters": {"type": "object", "properties": {}}},
+    }
+    (tools / "face.yaml").write_text(yaml.safe_dump({"tools": [echo, hand_back]}), "utf-8")
+    variables = root / "mcp-variables.yaml"
+    variables.write_text(
+        yaml.safe_dump(
+            {"UPSTREAM_TOKEN": {"secret": True, "value": UPSTREAM_TOKEN}, "greeting": "hello"}
+        ),
+        "utf-8",
+    )
+    variables.chmod(0o600)
+    return variables
+
+
+@asynccontextmanager
+async def http_client(url: str, *, key: str | None, mode: str) -> AsyncIterator[Client]:
+    """An MCP client of `url` over Streamable HTTP, sending `key` as a bearer token."""
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    timeout = httpx2.Timeout(30, read=60)
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+    ):
+        yield client
+
+
+def result_text(result: CallToolResult) -> str:
+    """The text of a result's one text block."""
+    assert len(result.content) == 1, result
+    block = result.content[0]
+    assert isinstance(block, TextContent), result
+    return block.text
+
+
+def result_json(result: CallToolResult) -> Any:
+    """A completed result's text, parsed."""
+    assert not result.is_error, result_text(result)
+    return json.loads(result_text(result))

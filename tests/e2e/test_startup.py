@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def _serve(workdir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -53,3 +55,32 @@ def test_a_group_readable_key_file_is_refused(tmp_path: Path) -> None:
     assert finished.returncode == 2
     assert "encryption.key" in finished.stderr
     assert "x" * 44 not in finished.stderr + finished.stdout
+
+
+@pytest.mark.parametrize("command", ["serve", "mcp"])
+def test_a_bad_mcp_variables_file_stops_the_start_in_one_line(tmp_path: Path, command: str) -> None:
+    secret = "never-shown-secret-4410"
+    variables = tmp_path / "mcp-variables.yaml"
+    variables.write_text(f"TOKEN: {{secret: true, value: {secret}}}\nTOKEN: twice\n", "utf-8")
+    finished = subprocess.run(
+        [sys.executable, "-m", "sidecar", command],
+        env={
+            **os.environ,
+            "SIDECAR_STATE_DIR": str(tmp_path / "state"),
+            "SIDECAR_PORT": "0",
+            "SIDECAR_MCP_VARIABLES_FILE": str(variables),
+        },
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 2
+    assert finished.stdout == ""
+    lines = finished.stderr.splitlines()
+    assert len(lines) == 1, finished.stderr
+    assert lines[0].startswith(f"sidecar: cannot start: {variables}: ")
+    assert "key 'TOKEN' appears twice" in lines[0]
+    assert secret not in finished.stderr

@@ -87,6 +87,7 @@ class _Connection:
         self.stop = anyio.Event()
         self.scope = anyio.CancelScope(deadline=math.inf)
         self.failure: str | None = None
+        self.failure_code = "mcp_unavailable"
         self.in_use = 0
         self.last_used = 0.0
         self.closed = False
@@ -235,7 +236,8 @@ class McpPool:
         if connection.client is None or connection.closed:
             raise McpUnavailable(
                 f"cannot connect to MCP server {connection.where}: "
-                f"{connection.failure or 'the connection closed'}"
+                f"{connection.failure or 'the connection closed'}",
+                code=connection.failure_code,
             )
         return connection
 
@@ -257,6 +259,7 @@ class McpPool:
                 connection.failure = f"no answer within {self._settings.connect_timeout:g} s"
         except ToolError as exc:  # the outbound guard refused the destination
             connection.failure = exc.message
+            connection.failure_code = exc.code
         except Exception as exc:  # noqa: BLE001 (an owner task must never take the pool down)
             connection.failure = _reason(exc)
             log.info("mcp.connection_failed", server=connection.where, reason=connection.failure)

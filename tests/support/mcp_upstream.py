@@ -3,8 +3,8 @@
 Run as a process: `python -m tests.support.mcp_upstream http|sse|stdio [--port N]`.
 Over HTTP it prints `listening <port>` once it accepts connections. Its tools:
 
-- `whoami`: the Authorization and X-Tenant headers it received (and its env
-  variable `UPSTREAM_NAME` over stdio), as structured content;
+- `whoami`: the Authorization (and its SHA-256, which redaction leaves alone) and
+  X-Tenant headers it received, its env variable `UPSTREAM_NAME` and its pid;
 - `add` (read-only): the sum of two integers;
 - `pause`: sleeps; when the call is cancelled it appends a line to the file named
   by `UPSTREAM_CANCEL_LOG`, so tests can see that a cancel reached the server;
@@ -15,6 +15,7 @@ Over HTTP it prints `listening <port>` once it accepts connections. Its tools:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import socket
 import sys
@@ -38,16 +39,16 @@ def build_server() -> MCPServer:
     @server.tool(description="The credentials this server received.")
     def whoami(ctx: Context) -> dict[str, Any]:
         headers = ctx.headers or {}
+        authorization = headers.get("authorization") or ""
         return {
             "authorization": headers.get("authorization"),
+            "authorization_sha256": hashlib.sha256(authorization.encode()).hexdigest(),
             "tenant": headers.get("x-tenant"),
             "name": os.environ.get("UPSTREAM_NAME"),
             "pid": os.getpid(),
         }
 
-    @server.tool(
-        description="Add two integers.", annotations=ToolAnnotations(read_only_hint=True)
-    )
+    @server.tool(description="Add two integers.", annotations=ToolAnnotations(read_only_hint=True))
     def add(a: int, b: int) -> int:
         return a + b
 
@@ -58,7 +59,7 @@ def build_server() -> MCPServer:
         except anyio.get_cancelled_exc_class():
             log = os.environ.get("UPSTREAM_CANCEL_LOG")
             if log:
-                with open(log, "a") as file:  # noqa: ASYNC230 (one line, on cancel)
+                with open(log, "a") as file:
                     file.write(f"cancelled {seconds}\n")
             raise
         return f"paused {seconds}"

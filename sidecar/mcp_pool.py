@@ -124,15 +124,22 @@ class McpPool:
         cls, policy: OutboundPolicy, settings: McpPoolSettings
     ) -> AsyncIterator[McpPool]:
         """A pool whose connections are all closed when the block ends."""
-        async with anyio.create_task_group() as group:
-            pool = cls(policy, settings, group)
-            sweeper = anyio.CancelScope()
-            group.start_soon(pool._sweep, sweeper)
-            try:
-                yield pool
-            finally:
-                sweeper.cancel()
-                pool.close_all()
+        try:
+            async with anyio.create_task_group() as group:
+                pool = cls(policy, settings, group)
+                sweeper = anyio.CancelScope()
+                group.start_soon(pool._sweep, sweeper)
+                try:
+                    yield pool
+                finally:
+                    sweeper.cancel()
+                    pool.close_all()
+        except BaseExceptionGroup as group_error:
+            # Owner tasks never raise, so a lone error is the block's own: hand it on
+            # as it was raised rather than wrapped by the task group.
+            if len(group_error.exceptions) == 1:
+                raise group_error.exceptions[0] from None
+            raise
 
     @property
     def open_connections(self) -> int:

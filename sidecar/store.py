@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 COLUMNS = "id, key, type, body, version, created, updated"
 Row = tuple[str, str, str, str, int, str, str]
+PARSED_ROWS_KEPT = 256
 
 
 class KeyTaken(Exception):
@@ -68,6 +70,7 @@ class ToolStore:
         self._path = path
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._parsed_rows: OrderedDict[Row, StoredTool] = OrderedDict()
 
     async def __aenter__(self) -> ToolStore:
         await self.open()
@@ -162,7 +165,19 @@ class ToolStore:
     async def _one(self, column: str, value: str) -> StoredTool | None:
         sql = f"SELECT {COLUMNS} FROM tools WHERE {column} = ?"  # noqa: S608
         row: Row | None = await self._run(lambda conn: conn.execute(sql, (value,)).fetchone())
-        return None if row is None else _from_row(row)
+        return None if row is None else self._parsed(row)
+
+    def _parsed(self, row: Row) -> StoredTool:
+        """The tool of a row; a row read before (same body and version) is not parsed again."""
+        found = self._parsed_rows.get(row)
+        if found is None:
+            found = _from_row(row)
+            self._parsed_rows[row] = found
+            if len(self._parsed_rows) > PARSED_ROWS_KEPT:
+                self._parsed_rows.popitem(last=False)
+        else:
+            self._parsed_rows.move_to_end(row)
+        return found
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._conn

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
-from sidecar.definitions import StoredTool
+from sidecar.definitions import McpToolDefinition, StoredTool
 from sidecar.errors import SidecarError, ToolNotFound
 from sidecar.execution import Completed, Failed
 from sidecar.logs import get_logger
@@ -38,6 +38,7 @@ __all__ = [
     "RegisteredTools",
     "describe",
     "expanders_for",
+    "server_tools",
 ]
 
 log = get_logger("sidecar.mcp_face_catalog")
@@ -58,6 +59,8 @@ class FaceEntry:
     target: ToolReference | EntryHandler
     """A reference the executor runs, or a handler for what is not a registered tool."""
     title: str | None = None
+    relays_mcp: bool = False
+    """The tool is an upstream MCP server's: its content and error flag are handed on."""
 
 
 Expander: TypeAlias = Callable[[StoredTool], Awaitable[list[FaceEntry]]]
@@ -108,7 +111,30 @@ def _platform_entry(name: str, tool: Tool) -> FaceEntry:
 def expanders_for(registry: Registry) -> dict[str, Expander]:
     """How each kind of registered tool appears on the face; a kind not here does not."""
     one = OneEntry(registry)
-    return {"http": one, "code": one}
+    return {"http": one, "code": one, "mcp": server_tools}
+
+
+async def server_tools(stored: StoredTool) -> list[FaceEntry]:
+    """A registered MCP server as one entry per tool it listed: `<key>__<tool name>`.
+
+    A manifest server that has not listed its tools yet (it is discovered on first
+    use, or by a refresh) has no entries until it has.
+    """
+    definition = stored.definition
+    if not isinstance(definition, McpToolDefinition):
+        return []
+    display_name = definition.display_name or definition.key
+    return [
+        FaceEntry(
+            name=f"{definition.key}__{entry.name}",
+            description=describe(entry.description, f"{display_name}: {entry.name}", "mcp"),
+            input_schema=entry.input_schema,
+            target=Registered(stored.tool_id, "mcp", member=entry.id),
+            title=f"{display_name}: {entry.name}",
+            relays_mcp=True,
+        )
+        for entry in definition.mcp.tools
+    ]
 
 
 class OneEntry:

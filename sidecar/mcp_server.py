@@ -124,7 +124,7 @@ class _Face:
             execution = await self._executor.execute(call)
         except SidecarError as exc:  # removed between the lookup and the call
             return _error(exc.code, exc.message)
-        return to_result(execution.outcome)
+        return to_result(execution.outcome, relayed=entry.relays_mcp)
 
 
 def _listed(entry: FaceEntry) -> Tool:
@@ -136,9 +136,21 @@ def _listed(entry: FaceEntry) -> Tool:
     )
 
 
-def to_result(outcome: Outcome) -> CallToolResult:
-    """An outcome as MCP answers it: the result as JSON text, or an error result."""
+def to_result(outcome: Outcome, *, relayed: bool = False) -> CallToolResult:
+    """An outcome as MCP answers it: the result as JSON text, or an error result.
+
+    `relayed`: the result is an upstream MCP server's (`{content, structured_content?,
+    is_error}`), handed on as that server gave it (already redacted).
+    """
     match outcome:
+        case Completed(result) if relayed and isinstance(result, dict):
+            return CallToolResult.model_validate(
+                {
+                    "content": result.get("content", []),
+                    "structuredContent": result.get("structured_content"),
+                    "isError": bool(result.get("is_error")),
+                }
+            )
         case Completed(result):
             return CallToolResult(
                 content=[TextContent(text=json.dumps(result, ensure_ascii=False))],

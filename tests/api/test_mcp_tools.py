@@ -10,9 +10,13 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp import Client
 from ulid import ULID
 
+from sidecar.mcp_face_catalog import Catalog, PlatformTools, RegisteredTools, expanders_for
+from sidecar.mcp_server import build_mcp_server
 from sidecar.settings import Settings
+from sidecar.variables import parse_variables
 from tests.api.support import assert_error, make_settings, open_client
 from tests.support.mcp_process import RunningUpstream, running_upstream, stdio_command
 from tests.support.secrets import assert_no_secret
@@ -373,3 +377,30 @@ async def test_a_manifest_stdio_server_is_discovered_on_first_use(tmp_path: Path
         assert response.json()["result"]["structured_content"]["name"] == "***"
         listed = await client.get("/v2/tools/local")
         assert {tool["name"] for tool in listed.json()["mcp"]["tools"]} >= {"whoami", "add"}
+
+
+async def test_the_mcp_face_offers_a_registered_servers_tools_under_their_key(
+    client: httpx.AsyncClient, upstream: RunningUpstream
+) -> None:
+    await register(client, server_tool(upstream))
+    services = client._transport.app.state.services  # type: ignore[attr-defined]
+    registry = services.registry
+    catalog = Catalog(
+        [PlatformTools(registry.builtins), RegisteredTools(registry, expanders_for(registry))]
+    )
+    variables = parse_variables(secret_variables())
+    face = build_mcp_server(executor=services.executor, catalog=catalog, variables=variables)
+    async with Client(face) as mcp_client:
+        listed = {tool.name: tool for tool in (await mcp_client.list_tools()).tools}
+        result = await mcp_client.call_tool("remote__whoami", {})
+    assert {"remote__add", "remote__whoami", "current_date"} <= set(listed)
+    assert listed["remote__add"].input_schema["required"] == ["a", "b"]
+    seen = result.structured_content
+    assert seen is not None, "the upstream's structured content is handed on"
+    assert seen["authorization"] == "Bearer ***"
+    assert seen["authorization_sha256"] == sha256(f"Bearer {SECRET}")
+    assert_no_secret(result.model_dump_json(), SECRET)
+    async with Client(face) as mcp_client:
+        refused = await mcp_client.call_tool("remote__refuse", {"text": "no"})
+    assert refused.is_error
+    assert "refused: no" in refused.model_dump_json()

@@ -19,7 +19,7 @@ from sandbox import SandboxPool
 from sidecar.api.calls import to_wire
 from sidecar.app import create_app
 from sidecar.crypto import KeyFileError
-from sidecar.definitions import CodeToolDefinition, StoredTool
+from sidecar.definitions import CodeToolDefinition, McpToolDefinition, StoredTool, ToolDefinition
 from sidecar.errors import BadRequest, ManifestError, SidecarError
 from sidecar.execution import ToolCall
 from sidecar.logs import configure_logging, get_logger
@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--var", action="append", default=[], metavar="K=V", help="a variable")
     call.add_argument("--secret", action="append", default=[], metavar="K=V", help="a secret")
     call.add_argument("--timeout", type=float, help="seconds")
+    call.add_argument(
+        "--mcp-tool", metavar="NAME", help="for an MCP server: the id or name of one of its tools"
+    )
     call.set_defaults(handler=_tools_call)
 
     manifests = commands.add_parser("manifests", help="manifest files").add_subparsers(
@@ -196,6 +199,7 @@ def _tools_list(args: argparse.Namespace, settings: Settings) -> int:
                             "type": definition.type,
                             "source": stored.source,
                             "description": definition.description,
+                            **_listed_mcp_tools(definition),
                         }
                     )
                 )
@@ -204,12 +208,22 @@ def _tools_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _listed_mcp_tools(definition: ToolDefinition) -> dict[str, list[str]]:
+    """An MCP server's tools, by name, as far as they are listed yet."""
+    if not isinstance(definition, McpToolDefinition):
+        return {}
+    return {"tools": [entry.name for entry in definition.mcp.tools]}
+
+
 def _tools_call(args: argparse.Namespace, settings: Settings) -> int:
     variables: dict[str, VariableValue] = dict(_pairs(args.var, "--var"))
     secrets = _pairs(args.secret, "--secret", as_json=False)
     variables.update({name: Secret(str(value)) for name, value in secrets})
+    reference = parse_reference(args.tool)
+    if args.mcp_tool is not None:
+        reference = parse_reference({"type": "mcp", "key": args.tool, "tool_id": args.mcp_tool})
     call = ToolCall(
-        reference=parse_reference(args.tool),
+        reference=reference,
         arguments=dict(_pairs(args.arg, "--arg")),
         variables=variables,
         timeout=args.timeout,

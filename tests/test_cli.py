@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from sidecar.cli import main
+from tests.support.mcp_process import stdio_command
 from tests.support.secrets import assert_no_secret
 from tests.support.upstream import Upstream, serve_upstream
 
@@ -96,3 +97,20 @@ def test_unknown_tool_is_reported_on_stderr(
 def test_malformed_pair_names_the_flag(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tools", "call", "current_date", "--arg", "novalue"]) == 1
     assert "--arg" in capsys.readouterr().err
+
+
+def test_a_tool_of_a_manifest_mcp_server_is_called_by_name(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command, args = stdio_command()
+    server = {
+        "type": "mcp",
+        "key": "local",
+        "description": "The test MCP server over stdio",
+        "mcp": {"connection_type": "stdio", "command": command, "args": args},
+    }
+    (workdir / "manifests" / "tools" / "local.yaml").write_text(yaml.safe_dump(server))
+    code = main(["tools", "call", "local", "--mcp-tool", "add", "--arg", "a=2", "--arg", "b=40"])
+    answer = json.loads(capsys.readouterr().out)
+    assert code == 0, answer
+    assert answer["result"]["structured_content"] == {"result": 42}

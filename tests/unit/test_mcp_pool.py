@@ -1,0 +1,135 @@
+"""The MCP connection pool against real upstream servers: sharing, keys, eviction, cleanup."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from sidecar.mcp_pool import McpPool, McpPoolSettings
+from sidecar.outbound import OutboundPolicy
+from tests.support.mcp_process import RunningUpstream, running_upstream, stdio_command
+from tools.base import McpServer, McpUnavailable, OutboundBlocked
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "pool-secret-credential-5521"
+
+
+@pytest.fixture
+async def upstream(tmp_path: Path) -> AsyncIterator[RunningUpstream]:
+    async with running_upstream("http", tmp_path) as running:
+        yield running
+
+
+def http_server(upstream: RunningUpstream, token: str = SECRET) -> McpServer:
+    return McpServer("http", url=upstream.url, headers=(("Authorization", f"Bearer {token}"),))
+
+
+def stdio_server(name: str = "alpha") -> McpServer:
+    command, args = stdio_command()
+    return McpServer("stdio", command=command, args=tuple(args), env=(("UPSTREAM_NAME", name),))
+
+
+async def whoami_pid(pool: McpPool, server: McpServer) -> int:
+    answer = await pool.call_tool(server, "whoami", {}, time_limit=20)
+    assert isinstance(answer.structured_content, dict)
+    pid = answer.structured_content["pid"]
+    assert isinstance(pid, int)
+    return pid
+
+
+async def test_calls_with_the_same_credentials_share_one_connection(
+    upstream: RunningUpstream,
+) -> None:
+    policy = OutboundPolicy(["127.0.0.1"])
+    async with McpPool.open(policy, McpPoolSettings()) as pool:
+
+        async def add() -> None:
+            await pool.call_tool(http_server(upstream), "add", {"a": 1, "b": 2}, time_limit=20)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(10):
+                group.start_soon(add)
+        assert pool.open_connections == 1
+        await pool.call_tool(http_server(upstream, "other"), "add", {"a": 1, "b": 2}, time_limit=20)
+        assert pool.open_connections == 2, "other credentials, another connection"
+
+
+async def test_a_connection_key_holds_no_secret(upstream: RunningUpstream) -> None:
+    async with McpPool.open(OutboundPolicy(["127.0.0.1"]), McpPoolSettings()) as pool:
+        await pool.call_tool(http_server(upstream), "add", {"a": 1, "b": 2}, time_limit=20)
+        keys = " ".join(pool._connections)
+    assert SECRET not in keys
+    assert "Bearer" not in keys
+
+
+async def test_an_idle_connection_is_closed_and_its_process_ends() -> None:
+    settings = McpPoolSettings(idle_timeout=0.3)
+    async with McpPool.open(OutboundPolicy(), settings) as pool:
+        pid = await whoami_pid(pool, stdio_server())
+        with anyio.fail_after(15):
+            while pool.open_connections:
+                await anyio.sleep(0.05)
+        await wait_until_gone(pid)
+        again = await whoami_pid(pool, stdio_server())
+    assert again != pid, "the next call starts the server again"
+    await wait_until_gone(again)
+
+
+async def test_a_full_pool_closes_the_least_recently_used_idle_connection() -> None:
+    async with McpPool.open(OutboundPolicy(), McpPoolSettings(max_connections=2)) as pool:
+        first = await whoami_pid(pool, stdio_server("one"))
+        await whoami_pid(pool, stdio_server("two"))
+        await whoami_pid(pool, stdio_server("three"))
+        assert pool.open_connections == 2
+        await wait_until_gone(first)
+
+
+async def test_closing_the_pool_ends_every_stdio_server() -> None:
+    async with McpPool.open(OutboundPolicy(), McpPoolSettings()) as pool:
+        pids = [await whoami_pid(pool, stdio_server(name)) for name in ("a", "b", "c")]
+    for pid in pids:
+        await wait_until_gone(pid)
+
+
+async def test_a_command_that_does_not_exist_is_unavailable() -> None:
+    async with McpPool.open(OutboundPolicy(), McpPoolSettings()) as pool:
+        with pytest.raises(McpUnavailable, match="could not be started"):
+            await pool.call_tool(
+                McpServer("stdio", command="/nonexistent/mcp"), "x", {}, time_limit=5
+            )
+
+
+async def test_the_outbound_guard_applies_to_upstream_urls() -> None:
+    async with McpPool.open(OutboundPolicy(), McpPoolSettings()) as pool:
+        server = McpServer("http", url="http://169.254.169.254/mcp")
+        with pytest.raises(McpUnavailable) as caught:
+            await pool.list_tools(server, time_limit=5)
+    assert caught.value.code == OutboundBlocked.code
+    assert "metadata" in caught.value.message
+
+
+async def test_a_server_that_does_not_answer_in_time_is_unavailable() -> None:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener:  # accepts nothing: the connection is made, no answer comes
+        settings = McpPoolSettings(connect_timeout=0.5)
+        async with McpPool.open(OutboundPolicy(["127.0.0.1"]), settings) as pool:
+            server = McpServer("http", url=f"http://127.0.0.1:{port}/mcp")
+            with pytest.raises(McpUnavailable, match=r"no answer within 0\.5 s"):
+                await pool.list_tools(server, time_limit=5)
+
+
+async def wait_until_gone(pid: int) -> None:
+    """Wait until process `pid` has ended (and been reaped)."""
+    with anyio.fail_after(15):
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            await anyio.sleep(0.05)

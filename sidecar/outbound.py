@@ -223,6 +223,13 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         await self._backend.sleep(seconds)
 
 
+def _check_scheme(scheme: str, host: str) -> None:
+    """Refuse anything but http and https, before a connection is considered."""
+    if scheme not in ("http", "https"):
+        what = f"scheme {scheme!r}" if scheme else "a URL without a scheme"
+        raise OutboundBlocked(host or "(no host)", f"{what} is not allowed (http/https only)")
+
+
 class _SchemeGuard(httpx.AsyncBaseTransport):
     """Refuses any scheme but http and https before a connection is considered."""
 
@@ -230,12 +237,7 @@ class _SchemeGuard(httpx.AsyncBaseTransport):
         self._transport = transport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        scheme = request.url.scheme
-        if scheme not in ("http", "https"):
-            what = f"scheme {scheme!r}" if scheme else "a URL without a scheme"
-            raise OutboundBlocked(
-                request.url.host or "(no host)", f"{what} is not allowed (http/https only)"
-            )
+        _check_scheme(request.url.scheme, request.url.host)
         return await self._transport.handle_async_request(request)
 
     async def aclose(self) -> None:
@@ -354,11 +356,7 @@ class _SchemeGuard2(httpx2.AsyncBaseTransport):
         self._transport = transport
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        scheme = request.url.scheme
-        if scheme not in ("http", "https"):
-            raise OutboundBlocked(
-                request.url.host or "(no host)", f"scheme {scheme!r} is not allowed"
-            )
+        _check_scheme(request.url.scheme, request.url.host)
         return await self._transport.handle_async_request(request)
 
     async def aclose(self) -> None:

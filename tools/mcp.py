@@ -19,6 +19,7 @@ from tools.base import (
     Binding,
     FunctionDefinition,
     JsonObject,
+    McpConnector,
     McpServer,
     McpToolInfo,
     Renderer,
@@ -174,13 +175,22 @@ class McpTool:
         return self._definition
 
     async def run(self, arguments: JsonObject, ctx: ToolContext) -> ToolResult:
-        if ctx.mcp is None:
-            raise ToolError("MCP tools are not available here", code="mcp_unavailable")
+        connector = _connector(ctx)
         server = render_server(self.spec, ctx.renderer, ctx.variables)
-        answer = await ctx.mcp.call_tool(
-            server, self.entry.name, arguments, time_limit=ctx.deadline.remaining()
-        )
-        return ToolResult(call_result(answer.content, answer.structured_content, answer.is_error))
+        return await _called(connector, server, self.entry.name, arguments, ctx)
+
+
+def _connector(ctx: ToolContext) -> McpConnector:
+    if ctx.mcp is None:
+        raise ToolError("MCP tools are not available here", code="mcp_unavailable")
+    return ctx.mcp
+
+
+async def _called(
+    connector: McpConnector, server: McpServer, name: str, arguments: JsonObject, ctx: ToolContext
+) -> ToolResult:
+    answer = await connector.call_tool(server, name, arguments, time_limit=ctx.deadline.remaining())
+    return ToolResult(call_result(answer.content, answer.structured_content, answer.is_error))
 
 
 class InlineMcpTool:
@@ -202,18 +212,14 @@ class InlineMcpTool:
         return self._definition
 
     async def run(self, arguments: JsonObject, ctx: ToolContext) -> ToolResult:
-        if ctx.mcp is None:
-            raise ToolError("MCP tools are not available here", code="mcp_unavailable")
+        connector = _connector(ctx)
         server = render_server(self._spec, ctx.renderer, ctx.variables)
         if self._allowed is not None and self._allowed.read_only:
-            listing = await ctx.mcp.list_tools(server, time_limit=ctx.deadline.remaining())
+            listing = await connector.list_tools(server, time_limit=ctx.deadline.remaining())
             info = next((tool for tool in listing if tool.name == self._name), None)
             if info is None or not info.read_only:
                 raise ToolError(
                     f"tool {self._name!r} is not a read-only tool of this server",
                     code="tool_not_allowed",
                 )
-        answer = await ctx.mcp.call_tool(
-            server, self._name, arguments, time_limit=ctx.deadline.remaining()
-        )
-        return ToolResult(call_result(answer.content, answer.structured_content, answer.is_error))
+        return await _called(connector, server, self._name, arguments, ctx)

@@ -404,3 +404,28 @@ async def test_the_mcp_face_offers_a_registered_servers_tools_under_their_key(
         refused = await mcp_client.call_tool("remote__refuse", {"text": "no"})
     assert refused.is_error
     assert "refused: no" in refused.model_dump_json()
+
+
+async def test_an_inline_read_only_filter_refuses_a_tool_the_server_does_not_mark_read_only(
+    client: httpx.AsyncClient, upstream: RunningUpstream
+) -> None:
+    inline = {
+        "type": "mcp",
+        "server_url": upstream.url,
+        "connection_type": upstream.transport,
+        "allowed_tools": {"read_only": True},
+    }
+
+    async def run(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        response = await client.post(
+            "/v1/tools/execute",
+            json={"tool": {**inline, "tool_name": name}, "arguments": arguments},
+        )
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    refused = await run("wipe", {})
+    assert refused["error"]["code"] == "tool_not_allowed"
+    allowed = await run("add", {"a": 20, "b": 22})
+    assert allowed["result"]["structured_content"] == {"result": 42}

@@ -193,6 +193,9 @@ async def test_a_slow_tool_hits_the_call_timeout_and_the_upstream_sees_the_cance
             await anyio.sleep(0.02)
     shorter = await call(client, "pause", {"seconds": 30}, timeout=0.5)
     assert shorter["error"]["code"] == "tool_timeout"
+    with anyio.fail_after(10):
+        while len(upstream.cancellations()) < 2:
+            await anyio.sleep(0.02)  # the call cancelled by its deadline is cancelled upstream
     ok = await call(client, "add", {"a": 1, "b": 1})
     assert ok["status"] == "completed", "the connection survives a timed-out call"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -133,3 +134,29 @@ async def wait_until_gone(pid: int) -> None:
             except ProcessLookupError:
                 return
             await anyio.sleep(0.05)
+
+
+async def test_a_stdio_server_killed_mid_call_fails_the_call_and_the_next_call_restarts_it() -> (
+    None
+):
+    async with McpPool.open(OutboundPolicy(), McpPoolSettings()) as pool:
+        server = stdio_server()
+        pid = await whoami_pid(pool, server)
+        failures: list[BaseException] = []
+
+        async def slow_call() -> None:
+            try:
+                await pool.call_tool(server, "pause", {"seconds": 30}, time_limit=60)
+            except McpUnavailable as exc:
+                failures.append(exc)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(slow_call)
+            with anyio.fail_after(10):
+                while not any(c.in_use for c in pool._connections.values()):
+                    await anyio.sleep(0.01)
+            os.kill(pid, signal.SIGKILL)
+        assert len(failures) == 1
+        assert "lost during the call" in str(failures[0])
+        again = await whoami_pid(pool, server)
+    assert again != pid

@@ -169,6 +169,8 @@ class McpTool:
         self.spec = spec
         self.entry = entry
         self._definition = FunctionDefinition(entry.name, entry.description, entry.input_schema)
+        self._fixed = not _has_placeholders(spec)
+        self._fixed_server: McpServer | None = None
 
     @property
     def definition(self) -> FunctionDefinition:
@@ -176,8 +178,19 @@ class McpTool:
 
     async def run(self, arguments: JsonObject, ctx: ToolContext) -> ToolResult:
         connector = _connector(ctx)
-        server = render_server(self.spec, ctx.renderer, ctx.variables)
+        # A server without placeholders is the same for every call: rendered once.
+        server = self._fixed_server or render_server(self.spec, ctx.renderer, ctx.variables)
+        if self._fixed:
+            self._fixed_server = server
         return await _called(connector, server, self.entry.name, arguments, ctx)
+
+
+def _has_placeholders(spec: McpSpec) -> bool:
+    headers = [
+        value.value if isinstance(value, HeaderValue) else value for value in spec.headers.values()
+    ]
+    texts = [spec.server_url or "", *headers, *spec.env.values()]
+    return any("{{" in text for text in texts)
 
 
 def _connector(ctx: ToolContext) -> McpConnector:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import uvloop
 
-__all__ = ["LoadResult", "run_load"]
+__all__ = ["LoadResult", "exchange", "make_target", "run_load"]
 
 
 @dataclass
@@ -58,7 +58,10 @@ def make_target(url: str, body: str | None) -> Target:
     return Target(parts.hostname, parts.port, request)
 
 
-async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+async def exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, bytes]:
+    """Send one pre-encoded request on a keep-alive connection; the status and the body."""
     writer.write(request)
     head = await reader.readuntil(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
@@ -67,8 +70,13 @@ async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reque
         name, _, value = line.partition(":")
         if name.lower() == "content-length":
             length = int(value)
-    await reader.readexactly(length)
-    return status_line.split(" ", 2)[1] == "200"
+    body = await reader.readexactly(length)
+    return int(status_line.split(" ", 2)[1]), body
+
+
+async def _one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bool:
+    status, _ = await exchange(reader, writer, request)
+    return status == 200
 
 
 async def _worker(target: Target, stop_at: float, budget: list[int], result: LoadResult) -> None:

@@ -176,11 +176,7 @@ def _service_secrets(
     settings: Settings, variables: Mapping[str, VariableValue] | None = None
 ) -> list[str]:
     """Values masked in every log line: the keys, and the secrets of the MCP variables file."""
-    secrets = list(settings.api_keys)
-    if settings.encryption_key is not None:
-        secrets.append(settings.encryption_key.get_secret_value())
-    secrets.extend(secret_values(variables or {}))
-    return secrets
+    return [*settings.service_secrets(), *secret_values(variables or {})]
 
 
 def _tools_list(args: argparse.Namespace, settings: Settings) -> int:

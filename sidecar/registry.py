@@ -50,12 +50,16 @@ class Registry(McpServers):
         manifest_tools: Sequence[StoredTool] = (),
         code: CodeRunner | None = None,
         mcp: McpDiscovery | None = None,
+        platform_secrets: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self._store = store
         self._code = code
         self._mcp = mcp
         self._factory = factory
         self._builtins = dict(builtins)
+        # Secrets a platform tool holds from the service's settings (a search backend's
+        # key): redacted from every call of that tool.
+        self._platform_secrets = dict(platform_secrets or {})
         self._manifests_by_id = {tool.id: tool for tool in manifest_tools}
         self._manifests_by_key = {tool.definition.key: tool for tool in manifest_tools}
         self._built_tools: OrderedDict[tuple[str, int], Built] = OrderedDict()
@@ -128,7 +132,7 @@ class Registry(McpServers):
         if tool is None:
             known = ", ".join(sorted(self._builtins))
             raise ToolNotFound(f"unknown platform tool {name!r} (available: {known})", param="tool")
-        return Resolved(tool, name)
+        return Resolved(tool, name, self._platform_secrets.get(name, ()))
 
     async def get(self, ident: str) -> StoredTool:
         """A registered tool by `tool_<ULID>`, bare ULID or key."""

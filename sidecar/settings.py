@@ -84,6 +84,13 @@ class Settings(BaseSettings):
             return self.mcp_allowed_origins
         return tuple(f"http://{host}:{self.port}" for host in LOOPBACK_HOSTS)
 
+    def service_secrets(self) -> list[str]:
+        """Values of the settings that are secrets: masked in every log line."""
+        values = [*self.api_keys]
+        if self.encryption_key is not None:
+            values.append(self.encryption_key.get_secret_value())
+        return values
+
     @property
     def database_path(self) -> Path:
         """The SQLite registry file."""

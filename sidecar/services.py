@@ -27,6 +27,8 @@ from sidecar.store import ToolStore
 from sidecar.templating import PlaceholderRenderer
 from tools.base import Tool
 from tools.current_date import CurrentDateTool
+from tools.page_fetch import FetchLimits
+from tools.web_scraper import ScraperOptions, WebScraperTool
 
 __all__ = ["Services", "open_services", "platform_tools"]
 
@@ -63,9 +65,27 @@ class Services:
         return checks
 
 
-def platform_tools() -> dict[str, Tool]:
+def platform_tools(settings: Settings) -> dict[str, Tool]:
     """The `orq:*` tools, by name."""
-    return {"current_date": CurrentDateTool()}
+    return {
+        "current_date": CurrentDateTool(),
+        "web_scraper": WebScraperTool(scraper_options(settings)),
+    }
+
+
+def scraper_options(settings: Settings) -> ScraperOptions:
+    """The web scraper's limits from the settings."""
+    return ScraperOptions(
+        fetch=FetchLimits(
+            max_bytes=settings.scraper_max_bytes,
+            max_redirects=settings.scraper_max_redirects,
+            user_agent=settings.scraper_user_agent,
+        ),
+        timeout=settings.scraper_timeout,
+        default_max_chars=min(settings.scraper_default_chars, settings.scraper_max_chars),
+        max_chars_limit=settings.scraper_max_chars,
+        respect_robots=settings.scraper_respect_robots,
+    )
 
 
 @asynccontextmanager
@@ -112,7 +132,7 @@ async def open_services(
         registry = Registry(
             store=store,
             factory=factory,
-            builtins=platform_tools(),
+            builtins=platform_tools(settings),
             manifest_tools=manifest_tools,
             code=code,
             mcp=McpDiscovery(

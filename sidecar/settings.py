@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     sandbox_memory_mb: int = Field(default=256, ge=32)
     sandbox_cpu_seconds: int = Field(default=120, ge=1)
     sandbox_max_output_chars: int = Field(default=65_536, ge=1024)
+    scraper_timeout: float = Field(default=20.0, gt=0, le=600)
+    scraper_max_bytes: int = Field(default=5_242_880, ge=1024)
+    scraper_max_chars: int = Field(default=100_000, ge=100)
+    scraper_default_chars: int = Field(default=20_000, ge=100)
+    scraper_max_redirects: int = Field(default=5, ge=0, le=20)
+    scraper_respect_robots: bool = False
+    scraper_user_agent: str = Field(
+        default="orq-sidecar-web-scraper/0.1 (+tool execution for LLM agents)", min_length=1
+    )
     mcp_variables_file: Path | None = None
     mcp_connect_timeout: float = Field(default=10.0, gt=0, le=300)
     mcp_call_timeout: float = Field(default=60.0, gt=0, le=3600)

@@ -32,6 +32,7 @@ BOMS = (
 )
 META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 PRESCAN_BYTES = 4096
+DETECTION_BYTES = 65_536
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 TRAFILATURA_FORMATS = {"markdown": "markdown", "text": "txt", "html": "html"}
 # Below this many characters of visible text, a page that runs scripts is taken to
@@ -66,9 +67,18 @@ def decode(body: bytes, header_charset: str | None, *, html: bool) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    best = from_bytes(body[:65_536]).best()
-    detected = _known(best.encoding) if best is not None else None
-    return body.decode(detected or "utf-8", errors="replace")
+    return body.decode(_detected(body) or "utf-8", errors="replace")
+
+
+def _detected(body: bytes) -> str | None:
+    """The likeliest encoding; on a tie, windows-1252 (the web's usual legacy default)."""
+    matches = from_bytes(body[:DETECTION_BYTES])
+    best = matches.best()
+    if best is None:
+        return None
+    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    chosen = next((m for m in tied if m.encoding == "cp1252"), best)
+    return _known(chosen.encoding)
 
 
 def read_page(

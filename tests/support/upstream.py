@@ -16,7 +16,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-__all__ = ["Recorded", "Upstream", "free_port", "resetting_server", "serve_upstream"]
+__all__ = [
+    "Recorded",
+    "Upstream",
+    "free_port",
+    "resetting_server",
+    "serve_app",
+    "serve_upstream",
+]
 
 
 def free_port() -> int:
@@ -96,10 +103,18 @@ def _app(upstream: Upstream) -> Starlette:
 @contextmanager
 def serve_upstream() -> Iterator[Upstream]:
     """Run the upstream with uvicorn in a thread; stop it on exit."""
+    upstream = Upstream("")
+    with serve_app(_app(upstream)) as base_url:
+        upstream.base_url = base_url
+        yield upstream
+
+
+@contextmanager
+def serve_app(app: Starlette) -> Iterator[str]:
+    """Run `app` with uvicorn in a thread on a free loopback port; yields its base URL."""
     port = free_port()
-    upstream = Upstream(f"http://127.0.0.1:{port}")
     config = uvicorn.Config(
-        _app(upstream),
+        app,
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -112,10 +127,10 @@ def serve_upstream() -> Iterator[Upstream]:
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test upstream did not start")
+            raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
-        yield upstream
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)

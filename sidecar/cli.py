@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings(**_overrides(args))
     except ValidationError as exc:
-        print(f"sidecar: invalid settings: {exc}", file=sys.stderr)
+        print(f"sidecar: invalid settings: {_settings_problems(exc)}", file=sys.stderr)
         return 2
     try:
         result: int = args.handler(args, settings)
@@ -52,6 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SidecarError as exc:
         print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=sys.stderr)
         return 1
+
+
+def _settings_problems(error: ValidationError) -> str:
+    """Each problem on one line, naming its variable; never the values (keys among them)."""
+    problems = []
+    for problem in error.errors(include_input=False, include_url=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        names = [str(part) for part in problem["loc"]]
+        where = f"SIDECAR_{names[0].upper()}: " if names else ""
+        problems.append(where + message)
+    return "; ".join(problems)
 
 
 def _parser() -> argparse.ArgumentParser:

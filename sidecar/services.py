@@ -25,9 +25,11 @@ from sidecar.registry import Registry
 from sidecar.settings import Settings
 from sidecar.store import ToolStore
 from sidecar.templating import PlaceholderRenderer
-from tools.base import Tool
+from tools.base import Secret, Tool
 from tools.current_date import CurrentDateTool
+from tools.google_search import GoogleSearchTool
 from tools.page_fetch import FetchLimits
+from tools.search_backends import BraveBackend, GoogleBackend, SearchBackend, SearxngBackend
 from tools.web_scraper import ScraperOptions, WebScraperTool
 
 __all__ = ["Services", "open_services", "platform_tools"]
@@ -70,7 +72,30 @@ def platform_tools(settings: Settings) -> dict[str, Tool]:
     return {
         "current_date": CurrentDateTool(),
         "web_scraper": WebScraperTool(scraper_options(settings)),
+        "google_search": GoogleSearchTool(
+            search_backend(settings), timeout=settings.search_timeout
+        ),
     }
+
+
+def search_backend(settings: Settings) -> SearchBackend | None:
+    """The configured search backend (the settings checked it is complete), or None."""
+    match settings.search_backend:
+        case "google" if settings.google_api_key and settings.google_cse_id:
+            key = Secret(settings.google_api_key.get_secret_value())
+            return GoogleBackend(key, settings.google_cse_id, settings.google_base_url)
+        case "searxng" if settings.searxng_url:
+            return SearxngBackend(settings.searxng_url, settings.searxng_password)
+        case "brave" if settings.brave_api_key:
+            key = Secret(settings.brave_api_key.get_secret_value())
+            return BraveBackend(key, settings.brave_base_url)
+    return None
+
+
+def platform_secrets(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """The secrets platform tools hold from the settings (the search backend's key)."""
+    backend = search_backend(settings)
+    return {"google_search": backend.secrets} if backend is not None else {}
 
 
 def scraper_options(settings: Settings) -> ScraperOptions:
@@ -133,6 +158,7 @@ async def open_services(
             store=store,
             factory=factory,
             builtins=platform_tools(settings),
+            platform_secrets=platform_secrets(settings),
             manifest_tools=manifest_tools,
             code=code,
             mcp=McpDiscovery(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from sidecar.outbound import OutboundPolicy
@@ -14,6 +15,15 @@ __all__ = ["Settings"]
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+# The settings each search backend needs (environment name: field).
+_SEARCH_NEEDS = {
+    "google": {
+        "SIDECAR_GOOGLE_API_KEY": "google_api_key",
+        "SIDECAR_GOOGLE_CSE_ID": "google_cse_id",
+    },
+    "searxng": {"SIDECAR_SEARXNG_URL": "searxng_url"},
+    "brave": {"SIDECAR_BRAVE_API_KEY": "brave_api_key"},
+}
 
 
 class Settings(BaseSettings):
@@ -60,6 +70,15 @@ class Settings(BaseSettings):
     mcp_max_connections: int = Field(default=64, ge=1)
     mcp_allowed_hosts: CommaList = ()
     mcp_allowed_origins: CommaList = ()
+    # Web search (`google_search`): the backend and what it needs; checked at start.
+    search_backend: Literal["google", "searxng", "brave"] | None = None
+    search_timeout: float = Field(default=10.0, gt=0, le=120)
+    google_api_key: SecretStr | None = None
+    google_cse_id: str | None = None
+    google_base_url: str = "https://www.googleapis.com/customsearch/v1"
+    searxng_url: str | None = None
+    brave_api_key: SecretStr | None = None
+    brave_base_url: str = "https://api.search.brave.com/res/v1/web/search"
 
     @field_validator(
         "api_keys", "outbound_allow", "mcp_allowed_hosts", "mcp_allowed_origins", mode="before"
@@ -75,6 +94,47 @@ class Settings(BaseSettings):
     def _allow_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         OutboundPolicy(value)  # raises ValueError naming a bad entry
         return value
+
+    @field_validator(
+        "search_backend",
+        "google_api_key",
+        "google_cse_id",
+        "searxng_url",
+        "brave_api_key",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    @field_validator("search_backend", mode="before")
+    @classmethod
+    def _lower_backend(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("google_base_url", "searxng_url", "brave_base_url")
+    @classmethod
+    def _web_address(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an absolute http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _search_backend_complete(self) -> Settings:
+        missing = [
+            name
+            for name, value in _SEARCH_NEEDS.get(self.search_backend or "", {}).items()
+            if getattr(self, value) is None
+        ]
+        if missing:
+            raise ValueError(
+                f"SIDECAR_SEARCH_BACKEND={self.search_backend} needs {' and '.join(missing)}"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -98,7 +158,17 @@ class Settings(BaseSettings):
         values = [*self.api_keys]
         if self.encryption_key is not None:
             values.append(self.encryption_key.get_secret_value())
+        for key in (self.google_api_key, self.brave_api_key):
+            if key is not None:
+                values.append(key.get_secret_value())
+        if self.searxng_password:
+            values.append(self.searxng_password)
         return values
+
+    @property
+    def searxng_password(self) -> str | None:
+        """The password in `SIDECAR_SEARXNG_URL` (an instance behind basic auth), if any."""
+        return urlsplit(self.searxng_url).password if self.searxng_url else None
 
     @property
     def database_path(self) -> Path:

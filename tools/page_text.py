@@ -20,6 +20,7 @@ from typing import Literal, TypeAlias
 import trafilatura
 from charset_normalizer import from_bytes
 from lxml import html as lxml_html
+from trafilatura.metadata import extract_title
 
 __all__ = ["OutputFormat", "PageText", "decode", "read_page"]
 
@@ -94,9 +95,10 @@ def read_page(
     text = decode(body, header_charset, html=is_html)
     if not is_html:
         return _cut(None, text, max_chars)
-    title = _title(text)
+    tree = trafilatura.load_html(text)  # parsed once, for the title and the content
+    title = extract_title(tree) if tree is not None else None
     content = trafilatura.extract(
-        text,
+        tree if tree is not None else text,
         output_format=TRAFILATURA_FORMATS[output],
         include_comments=False,
         include_tables=True,
@@ -117,13 +119,6 @@ def _cut(title: str | None, content: str, max_chars: int) -> PageText:
     if len(content) <= max_chars:
         return PageText(title, content, False)
     return PageText(title, content[:max_chars], True)
-
-
-def _title(text: str) -> str | None:
-    metadata = trafilatura.extract_metadata(text)
-    if metadata is not None and metadata.title:
-        return str(metadata.title)
-    return None
 
 
 def _visible_text(text: str) -> str:

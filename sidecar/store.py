@@ -71,6 +71,10 @@ class ToolStore:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._parsed_rows: OrderedDict[Row, StoredTool] = OrderedDict()
+        # Lookups by id or key, kept while the database is unchanged (see `_one`).
+        self._watch: sqlite3.Connection | None = None
+        self._lookups: OrderedDict[tuple[str, str], StoredTool | None] = OrderedDict()
+        self._lookups_version = -1
 
     async def __aenter__(self) -> ToolStore:
         await self.open()
@@ -88,10 +92,14 @@ class ToolStore:
         """Connect, creating the file and bringing the schema up to date."""
         if self._conn is None:
             self._conn = await anyio.to_thread.run_sync(self._connect)
+            self._watch = await anyio.to_thread.run_sync(self._connect_watch)
 
     async def close(self) -> None:
         """Close the connection; closing twice is harmless."""
         conn, self._conn = self._conn, None
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            await anyio.to_thread.run_sync(watch.close)
         if conn is not None:
             await anyio.to_thread.run_sync(self._locked(conn.close))
 
@@ -163,9 +171,35 @@ class ToolStore:
         await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
 
     async def _one(self, column: str, value: str) -> StoredTool | None:
+        """One tool by id or key; answered from memory while no connection wrote anything.
+
+        Every lookup asks SQLite's `data_version`, which changes as soon as any other
+        connection (this store's writer, another process) commits: a read of shared
+        memory, cheap enough for the event loop, unlike a query through a thread.
+        """
+        version = self._data_version()
+        if version != self._lookups_version:
+            self._lookups.clear()
+            self._lookups_version = version
+        lookup = (column, value)
+        if lookup in self._lookups:
+            self._lookups.move_to_end(lookup)
+            return self._lookups[lookup]
         sql = f"SELECT {COLUMNS} FROM tools WHERE {column} = ?"  # noqa: S608
         row: Row | None = await self._run(lambda conn: conn.execute(sql, (value,)).fetchone())
-        return None if row is None else self._parsed(row)
+        found = None if row is None else self._parsed(row)
+        if self._lookups_version == version:  # nothing changed while the row was read
+            self._lookups[lookup] = found
+            if len(self._lookups) > PARSED_ROWS_KEPT:
+                self._lookups.popitem(last=False)
+        return found
+
+    def _data_version(self) -> int:
+        watch = self._watch
+        if watch is None:
+            raise RuntimeError("the tool store is not open")
+        (version,) = watch.execute("PRAGMA data_version").fetchone()
+        return int(version)
 
     def _parsed(self, row: Row) -> StoredTool:
         """The tool of a row; a row read before (same body and version) is not parsed again."""
@@ -191,6 +225,12 @@ class ToolStore:
                 return work()
 
         return call
+
+    def _connect_watch(self) -> sqlite3.Connection:
+        """A second connection, only asked for `data_version` (by the event loop's thread)."""
+        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return conn
 
     def _connect(self) -> sqlite3.Connection:
         self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -217,3 +217,30 @@ async def test_encrypted_header_value_is_not_on_disk_in_plaintext(db_path: Path)
     assert b"enc:v1:" in raw
     assert plaintext.encode() not in raw
     assert b"sk-live-plaintext-marker" not in raw
+
+
+async def test_a_lookup_sees_what_another_store_on_the_same_file_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite3"
+    async with ToolStore(path) as writer, ToolStore(path) as reader:
+        assert await reader.get_by_key("lookup") is None
+        tool = stored(function_body())
+        await writer.insert(tool)
+        assert await reader.get_by_key("lookup") == tool, "a remembered miss is forgotten"
+        assert await reader.get(tool.id) == tool
+        changed = tool.model_copy(update={"version": 2})
+        await writer.replace(changed, expected_version=1)
+        found = await reader.get_by_key("lookup")
+        assert found is not None
+        assert found.version == 2
+        await writer.delete(tool.id)
+        assert await reader.get(tool.id) is None
+
+
+async def test_a_lookup_sees_the_stores_own_writes(tmp_path: Path) -> None:
+    async with ToolStore(tmp_path / "own.sqlite3") as store:
+        tool = stored(function_body())
+        assert await store.get(tool.id) is None
+        await store.insert(tool)
+        assert await store.get(tool.id) == tool
+        await store.delete(tool.id)
+        assert await store.get(tool.id) is None

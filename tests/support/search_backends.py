@@ -24,13 +24,11 @@ first path segment picks the scenario, so a test points a backend at
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import anyio
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import (
@@ -42,7 +40,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from tests.support.upstream import free_port
+from tests.support.upstream import serve_app
 
 __all__ = ["FakeSearch", "Received", "serve_search_backends"]
 
@@ -336,27 +334,10 @@ def _app(fake: FakeSearch) -> Starlette:
 @contextmanager
 def serve_search_backends() -> Iterator[FakeSearch]:
     """Run the stand-ins with uvicorn in a thread; stop them on exit."""
-    port = free_port()
-    fake = FakeSearch(f"http://127.0.0.1:{port}")
-    config = uvicorn.Config(
-        _app(fake),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the search stand-ins did not start")
-        time.sleep(0.01)
-    try:
-        yield fake
-    finally:
-        fake.stopping.set()
-        server.should_exit = True
-        thread.join(timeout=10)
+    fake = FakeSearch("")
+    with serve_app(_app(fake)) as base_url:
+        fake.base_url = base_url
+        try:
+            yield fake
+        finally:
+            fake.stopping.set()

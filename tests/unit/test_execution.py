@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import structlog
 from cryptography.fernet import Fernet
 
 from sidecar.crypto import SecretBox
@@ -26,6 +24,7 @@ from sidecar.references import Builtin
 from sidecar.registry import Registry
 from sidecar.store import ToolStore
 from sidecar.templating import PlaceholderRenderer
+from tests.support.logs import restored_logging
 from tools.base import (
     Deadline,
     FunctionDefinition,
@@ -222,24 +221,9 @@ async def test_an_unknown_tool_is_raised_not_failed(executor: Executor) -> None:
 
 @pytest.fixture
 def json_logs() -> Iterator[None]:
-    """`configure_logging(fmt="json")` for one test, then the previous logging back."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level, structlog.get_config())
-    others = {name: logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "httpx")}
-    saved_others = {name: (lg.handlers[:], lg.propagate, lg.level) for name, lg in others.items()}
-    access = logging.getLogger("uvicorn.access").disabled
-    try:
+    """Let a test configure the log pipeline; the previous logging comes back after it."""
+    with restored_logging():
         yield
-    finally:
-        root.handlers[:], level, config = saved
-        root.setLevel(level)
-        structlog.reset_defaults()
-        structlog.configure(**config)
-        for name, (handlers, propagate, lvl) in saved_others.items():
-            others[name].handlers[:] = handlers
-            others[name].propagate = propagate
-            others[name].setLevel(lvl)
-        logging.getLogger("uvicorn.access").disabled = access
 
 
 @pytest.mark.usefixtures("json_logs")

@@ -48,6 +48,15 @@ def server_tool(upstream: RunningUpstream, key: str = "remote") -> dict[str, Any
     }
 
 
+def inline_server(upstream: RunningUpstream, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "mcp",
+        "server_url": upstream.url,
+        "connection_type": upstream.transport,
+        **extra,
+    }
+
+
 @pytest.fixture(params=TRANSPORTS)
 async def upstream(
     request: pytest.FixtureRequest, tmp_path: Path
@@ -295,12 +304,7 @@ async def test_refresh_keeps_the_ids_of_tools_that_are_still_there(
 async def test_an_inline_server_is_listed_and_called_by_tool_name(
     client: httpx.AsyncClient, upstream: RunningUpstream
 ) -> None:
-    inline = {
-        "type": "mcp",
-        "server_url": upstream.url,
-        "connection_type": upstream.transport,
-        "headers": {"Authorization": "Bearer {{TOKEN}}"},
-    }
+    inline = inline_server(upstream, headers={"Authorization": "Bearer {{TOKEN}}"})
     listed = await client.post(
         "/v1/tools/resolve", json={"tools": [inline], "variables": secret_variables()}
     )
@@ -412,12 +416,7 @@ async def test_the_mcp_face_offers_a_registered_servers_tools_under_their_key(
 async def test_an_inline_read_only_filter_refuses_a_tool_the_server_does_not_mark_read_only(
     client: httpx.AsyncClient, upstream: RunningUpstream
 ) -> None:
-    inline = {
-        "type": "mcp",
-        "server_url": upstream.url,
-        "connection_type": upstream.transport,
-        "allowed_tools": {"read_only": True},
-    }
+    inline = inline_server(upstream, allowed_tools={"read_only": True})
 
     async def run(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         response = await client.post(

@@ -11,6 +11,7 @@ import pytest
 from tests.support.mcp_face import (
     UPSTREAM_TOKEN,
     http_client,
+    initialize_request,
     prepare_workdir,
     result_json,
     result_text,
@@ -157,16 +158,7 @@ def test_a_foreign_host_or_origin_is_refused(
 
 def test_the_loopback_host_with_the_service_port_is_accepted(sidecar: RunningSidecar) -> None:
     port = urlsplit(sidecar.base_url).port
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
+    initialize = initialize_request("raw")
     response = httpx.post(
         mcp_url(sidecar),
         json=initialize,

@@ -17,22 +17,19 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from tests.support.mcp_face import UPSTREAM_TOKEN, prepare_workdir, result_json, result_text
+from tests.support.mcp_face import (
+    UPSTREAM_TOKEN,
+    initialize_request,
+    prepare_workdir,
+    result_json,
+    result_text,
+)
 from tests.support.secrets import assert_no_secret
 from tests.support.upstream import Upstream
 
 pytestmark = pytest.mark.anyio
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "raw-stdio", "version": "0"},
-    },
-}
+INITIALIZE = initialize_request("raw-stdio")
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 LIST_TOOLS = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
 

@@ -17,12 +17,27 @@ from mcp_types import CallToolResult, TextContent
 __all__ = [
     "UPSTREAM_TOKEN",
     "http_client",
+    "initialize_request",
     "prepare_workdir",
     "result_json",
     "result_text",
 ]
 
 UPSTREAM_TOKEN = "mcp-face-token-7Qx9+/=secret"
+
+
+def initialize_request(client_name: str) -> dict[str, Any]:
+    """A raw 2025-era `initialize` JSON-RPC request."""
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": client_name, "version": "0"},
+        },
+    }
 
 
 def prepare_workdir(root: Path, upstream_url: str) -> Path:

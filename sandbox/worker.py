@@ -75,7 +75,7 @@ class Child:
     """Everything a child needs, prepared by the zygote before any fork."""
 
     settings: Settings
-    plan: confine.Plan
+    confinement: confine.Prepared
     policy: ModuleType | None
     zygote: int
 
@@ -87,7 +87,7 @@ def child_main(child: Child, call_fd: int, *, probing: bool) -> NoReturn:
     try:
         witness = probe.Witness.collect() if probing else None
         keep = (call_fd,) if witness is None else (call_fd, witness.status_fd)
-        confine.apply(child.plan, keep, child.zygote)
+        confine.apply(child.confinement, keep, child.zygote)
         if witness is None and child.policy is not None:
             _warm_up(child.policy)
         job = receive_frame(call, JOB_BYTES)

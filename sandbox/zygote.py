@@ -225,7 +225,8 @@ def main() -> None:
         "seccomp": plan.seccomp is not None,
     }
     send_datagram(control, ready)
-    Zygote(control, Child(settings, plan, policy, os.getpid())).serve()
+    child = Child(settings, confine.Prepared(plan), policy, os.getpid())
+    Zygote(control, child).serve()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import builtins
 import contextlib
 import io
 import os
+import select
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import NoReturn, TypeAlias
 from sandbox import confine, probe
 from sandbox.framing import FramingError, JsonValue, encode_frame, receive_frame, send_frame
 
-__all__ = ["JOB_BYTES", "Settings", "child_main"]
+__all__ = ["JOB_BYTES", "Child", "Settings", "child_main", "warm_up"]
 
 HttpCall: TypeAlias = Callable[[dict[str, JsonValue]], dict[str, JsonValue]]
 JOB_BYTES = 64 * 1024 * 1024  # what the pool may send (it is trusted; the cap is a backstop)
@@ -88,8 +89,8 @@ def child_main(child: Child, call_fd: int, *, probing: bool) -> NoReturn:
         witness = probe.Witness.collect() if probing else None
         keep = (call_fd,) if witness is None else (call_fd, witness.status_fd)
         confine.apply(child.confinement, keep, child.zygote)
-        if witness is None and child.policy is not None:
-            _warm_up(child.policy)
+        if witness is None and child.policy is not None and not _job_waiting(call):
+            warm_up(child.policy)
         job = receive_frame(call, JOB_BYTES)
         _answer(call, _serve(child, call, job, witness), child.settings.max_message_bytes)
         code = 0
@@ -100,11 +101,17 @@ def child_main(child: Child, call_fd: int, *, probing: bool) -> NoReturn:
         os._exit(code)
 
 
-def _warm_up(policy: ModuleType) -> None:
+def _job_waiting(call: socket.socket) -> bool:
+    """Whether the job has arrived already: then warming up would only delay it."""
+    return bool(select.select([call], [], [], 0)[0])
+
+
+def warm_up(policy: ModuleType) -> None:
     """Run a small trusted program: the pages a call touches are copied now, not during it.
 
     A child often waits for its job (a spare forked ahead of time), so this moves
-    most of the cost of a first compile and run out of the call's latency.
+    most of the cost of a first compile and run out of the call's latency. A child
+    whose job is already there skips it. The zygote runs it too, before any fork.
     """
     code = policy.compile_tool(_WARM_UP)
     policy.run_tool(code, {"x": 1}, http=None)

@@ -36,7 +36,7 @@ from sandbox.framing import (
     send_datagram,
     send_encoded,
 )
-from sandbox.worker import Child, Settings, child_main
+from sandbox.worker import Child, Settings, child_main, warm_up
 
 __all__ = ["main"]
 
@@ -56,6 +56,9 @@ _PRELOAD = (
     "unicodedata",
 )
 _TEST_PRELOAD = ("subprocess",)
+# Runs of the children's trusted warm-up program in the zygote: the interpreter then
+# specializes that code path here, once, instead of writing it in every child.
+_POLICY_ROUNDS = 20
 # The requests as the pool encodes them, so the zygote rarely needs to parse one: after
 # each fork, every page it writes is copied, and the json module touches many.
 _FORK_REQUESTS = {encode({"type": "fork", "probe": probing}): probing for probing in (False, True)}
@@ -190,6 +193,8 @@ def _load(settings: Settings) -> tuple[ModuleType | None, str | None]:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     _warm_up()
+    for _ in range(_POLICY_ROUNDS):
+        warm_up(policy)
     return policy, None
 
 
@@ -215,6 +220,7 @@ def main() -> None:
     policy, error = _load(settings)
     network = confine.enter_namespaces()
     plan = confine.Plan.build(settings.cpu_seconds, settings.memory_mb * 1024 * 1024)
+    gc.collect()
     gc.freeze()  # fewer pages copied into each child
     ready: JsonValue = {
         "type": "ready",

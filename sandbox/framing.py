@@ -54,9 +54,14 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
+# Made once: json.dumps and json.loads with options build a new one per message.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def encode(message: JsonValue) -> bytes:
     """Compact UTF-8 JSON; NaN and infinities are refused."""
-    text = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text = _ENCODER.encode(message)
     return text.encode("utf-8")
 
 
@@ -69,7 +74,7 @@ def encode_frame(message: JsonValue) -> bytes:
 def decode(body: bytes, max_depth: int = MAX_DEPTH) -> JsonValue:
     """Parse UTF-8 JSON no deeper than `max_depth`, or raise `FramingError`."""
     try:
-        value: JsonValue = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        value: JsonValue = _DECODER.decode(body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise FramingError("malformed", f"not a JSON document: {type(exc).__name__}") from None
     # Counting brackets is a cheap C-speed bound; walk only when it could be too deep.

@@ -143,6 +143,7 @@ class _ToolTransformer(RestrictingNodeTransformer):
         return self.visit_Assign(assign)
 
 
+_SIZER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once, not per call
 _VISITORS: dict[type[ast.AST], Callable[[_ToolTransformer, ast.AST], Any]] = {}
 _ERROR_LINE = re.compile(r"Line (\d+|None): (.*)", re.DOTALL)
 
@@ -268,7 +269,7 @@ def _result(value: object, limits: PolicyLimits) -> JsonValue:
             max_depth=limits.max_result_depth,
             max_chars=limits.max_result_bytes,
         )
-        size = len(json.dumps(plain, ensure_ascii=False, separators=(",", ":")).encode())
+        size = len(_SIZER.encode(plain).encode())
     except NotPlainJson as exc:
         raise PolicyError("invalid_result", f"result must be plain JSON: {exc}") from None
     except OverflowError:

@@ -142,8 +142,11 @@ class Zygote:
 
     def _tell(self, sock: socket.socket, data: bytes, fds: tuple[int, ...] = ()) -> None:
         # The pool may have given up on this call already; the child then meets EOF.
-        with contextlib.suppress(OSError):
+        # (Not contextlib.suppress: its objects would be written after every fork.)
+        try:  # noqa: SIM105
             send_encoded(sock, data, fds)
+        except OSError:
+            pass
 
     def _shutdown(self) -> None:
         for running in self._running.values():

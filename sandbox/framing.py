@@ -22,9 +22,9 @@ __all__ = [
     "FramingError",
     "JsonValue",
     "decode",
+    "decode_datagram",
     "encode",
     "encode_frame",
-    "parse_datagram",
     "receive_datagram",
     "receive_encoded",
     "receive_frame",
@@ -142,14 +142,7 @@ def send_datagram(sock: socket.socket, message: JsonValue, fds: tuple[int, ...] 
 def receive_datagram(sock: socket.socket, max_fds: int = 0) -> tuple[JsonValue, list[int]] | None:
     """Receive one SEQPACKET message and its fds (close-on-exec); `None` at end of stream."""
     received = receive_encoded(sock, max_fds)
-    if received is None:
-        return None
-    data, fds = received
-    try:
-        return decode(data), fds
-    except FramingError:
-        _close_all(fds)
-        raise
+    return None if received is None else decode_datagram(*received)
 
 
 # The zygote's own round trips use these two directly, with messages it encodes
@@ -185,13 +178,8 @@ def receive_encoded(sock: socket.socket, max_fds: int = 0) -> tuple[bytes, list[
     return data, fds
 
 
-def parse_datagram(data: bytes, fds: list[int], flags: int) -> tuple[JsonValue, list[int]] | None:
-    if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-        _close_all(fds)
-        raise FramingError("malformed", "a control message was truncated")
-    if not data:
-        _close_all(fds)
-        return None
+def decode_datagram(data: bytes, fds: list[int]) -> tuple[JsonValue, list[int]]:
+    """Decode a received message; its fds are closed if it is not valid JSON."""
     try:
         return decode(data), fds
     except FramingError:

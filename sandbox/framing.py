@@ -145,9 +145,9 @@ def receive_datagram(sock: socket.socket, max_fds: int = 0) -> tuple[JsonValue, 
     return None if received is None else decode_datagram(*received)
 
 
-# The zygote's own round trips use these two directly, with messages it encodes
-# once: after each fork, every page it writes is copied (its children share them),
-# and they touch far fewer objects than `socket.send_fds` and the json module.
+# sendmsg/recvmsg directly: far fewer objects touched than `socket.send_fds`, which
+# matters most in the zygote (after each fork, every page it writes is copied, as
+# its children share them). It also sends messages it has encoded beforehand.
 
 
 def send_encoded(sock: socket.socket, data: bytes, fds: tuple[int, ...] = ()) -> None:

@@ -6,9 +6,8 @@ Its `timeout` counts from the moment it has a slot: waiting in the queue does no
 count, and the caller bounds the whole wait by cancelling, which kills the child
 too. Each child serves one call and is SIGKILLed through its pidfd when the call
 ends (answered, out of time, cancelled or broken), so a slot is free at once and
-the zygote reaps. One spare child is forked and confined ahead of time (asked for
-once a call has sent its job), so a call rarely waits for a fork; it holds no job
-until a call takes it. A zygote found dead
+the zygote reaps. One spare child is forked and confined ahead of time, so a call
+rarely waits for a fork; it holds no job until a call takes it. A zygote found dead
 is replaced on the next call; the calls it was serving end as `crashed`.
 """
 
@@ -16,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from types import TracebackType
 
 import anyio
@@ -214,7 +213,7 @@ class SandboxPool:
             self._slots.release()
 
     async def _fork(self) -> ChildProcess:
-        """A confined child: the spare forked during an earlier call, or a fresh one."""
+        """A confined child: the spare forked during the previous call, or a fresh one."""
         for _ in range(2):
             zygote = self._zygote
             if zygote is None or not zygote.alive:
@@ -223,6 +222,7 @@ class SandboxPool:
             try:
                 if pending is None:
                     pending = await self._request(zygote)
+                self._keep_spare(await self._request(zygote))
                 child = await pending.ready()
             except ZygoteGone:
                 if pending is not None:
@@ -236,15 +236,6 @@ class SandboxPool:
                 return child
             child.close()  # a spare that died waiting (the zygote is going away)
         raise ZygoteGone("the zygote keeps dying")
-
-    async def _replenish(self) -> None:
-        """Ask for the next call's spare; after a job is sent, so the fork does not delay it."""
-        zygote = self._zygote
-        if not self._running or zygote is None or not zygote.alive:
-            return
-        if len(self._spares) < _SPARES:
-            with suppress(ZygoteGone):  # the next call replaces the zygote
-                self._keep_spare(await self._request(zygote))
 
     async def _request(self, zygote: ZygoteProcess) -> PendingChild:
         return await zygote.request(probing=False, max_message_bytes=self._limits.max_message_bytes)
@@ -335,7 +326,6 @@ class SandboxPool:
         self, child: ChildProcess, job: dict[str, JsonValue], http: HttpHandler | None
     ) -> dict[str, JsonValue] | SandboxFailure:
         await child.send(job)
-        await self._replenish()
         while True:
             message = await child.receive()
             kind = message.get("type") if isinstance(message, dict) else None

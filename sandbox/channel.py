@@ -7,14 +7,15 @@ import socket
 import anyio
 
 from sandbox.framing import (
-    DATAGRAM_BYTES,
     HEADER,
     FramingError,
     JsonValue,
     decode,
+    decode_datagram,
     encode,
     encode_frame,
-    parse_datagram,
+    receive_encoded,
+    send_encoded,
 )
 
 __all__ = ["AsyncChannel", "receive_datagram", "send_datagram"]
@@ -76,7 +77,7 @@ async def send_datagram(sock: socket.socket, message: JsonValue, fds: tuple[int,
     data = encode(message)
     while True:
         try:
-            socket.send_fds(sock, [data], list(fds))
+            send_encoded(sock, data, fds)
         except BlockingIOError:
             await anyio.wait_writable(sock)
             continue
@@ -89,10 +90,8 @@ async def receive_datagram(
     """Receive one SEQPACKET message and its fds on a non-blocking socket; `None` at the end."""
     while True:
         try:
-            data, fds, flags, _ = socket.recv_fds(
-                sock, DATAGRAM_BYTES, max_fds, socket.MSG_CMSG_CLOEXEC
-            )
+            received = receive_encoded(sock, max_fds)
         except BlockingIOError:
             await anyio.wait_readable(sock)
             continue
-        return parse_datagram(data, fds, flags)
+        return None if received is None else decode_datagram(*received)

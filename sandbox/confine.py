@@ -26,6 +26,7 @@ from sandbox.seccomp import filter_program
 __all__ = [
     "ConfinementError",
     "Plan",
+    "Prepared",
     "apply",
     "enter_namespaces",
     "landlock_abi",
@@ -53,6 +54,9 @@ _LANDLOCK_RESTRICT_SELF = 446
 _LANDLOCK_CREATE_RULESET_VERSION = 1
 _CAPSET = {"x86_64": 126, "aarch64": 91}
 _CAPABILITY_VERSION_3 = 0x20080522
+
+_CREATE_RULESET = ctypes.c_long(_LANDLOCK_CREATE_RULESET)
+_RESTRICT_SELF = ctypes.c_long(_LANDLOCK_RESTRICT_SELF)
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -143,6 +147,24 @@ class Plan:
         }
 
 
+class Prepared:
+    """A plan made ready in the zygote: a child only makes the system calls.
+
+    Every layer is still applied by each child itself; what is shared is memory it
+    only reads (the limits, the Landlock attributes, the seccomp program).
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.rlimits = tuple(plan.rlimits().items())
+        self.landlock = ctypes.create_string_buffer(plan.landlock, len(plan.landlock))
+        self.landlock_size = ctypes.c_size_t(len(plan.landlock))
+        program = plan.seccomp or b""
+        self._program = ctypes.create_string_buffer(program, len(program))
+        self._fprog = _SockFprog(len(program) // 8, ctypes.cast(self._program, ctypes.c_void_p))
+        self.seccomp = ctypes.addressof(self._fprog) if plan.seccomp is not None else 0
+
+
 def enter_namespaces() -> bool:
     """Move this process into new network (only a downed loopback) and IPC namespaces."""
     if os.geteuid() == 0:
@@ -161,12 +183,13 @@ def enter_namespaces() -> bool:
     return True
 
 
-def apply(plan: Plan, keep: tuple[int, ...], parent: int) -> None:
+def apply(prepared: Prepared, keep: tuple[int, ...], parent: int) -> None:
     """Confine this (freshly forked) process; raises `ConfinementError` if a layer fails."""
+    plan = prepared.plan
     os.setsid()
     _die_with(parent)
     _only_descriptors(keep)
-    for limit, values in plan.rlimits().items():
+    for limit, values in prepared.rlimits:
         resource.setrlimit(limit, values)
     prctl(PR_SET_DUMPABLE, 0)
     if os.geteuid() == 0:
@@ -183,9 +206,9 @@ def apply(plan: Plan, keep: tuple[int, ...], parent: int) -> None:
     prctl(PR_SET_DUMPABLE, 0)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
     if plan.landlock:
-        _restrict_files(plan.landlock)
-    if plan.seccomp is not None:
-        _install_filter(plan.seccomp)
+        _restrict_files(prepared)
+    if prepared.seccomp:
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prepared.seccomp)
 
 
 def _die_with(parent: int) -> None:
@@ -218,20 +241,10 @@ def _drop_capabilities() -> None:
     _check(int(result), "capset")
 
 
-def _restrict_files(attr: bytes) -> None:
-    buffer = ctypes.create_string_buffer(attr, len(attr))
-    ruleset = libc.syscall(
-        ctypes.c_long(_LANDLOCK_CREATE_RULESET), buffer, ctypes.c_size_t(len(attr)), 0
-    )
+def _restrict_files(prepared: Prepared) -> None:
+    ruleset = libc.syscall(_CREATE_RULESET, prepared.landlock, prepared.landlock_size, 0)
     fd = _check(int(ruleset), "landlock_create_ruleset")
     try:
-        restricted = libc.syscall(ctypes.c_long(_LANDLOCK_RESTRICT_SELF), fd, 0)
-        _check(int(restricted), "landlock_restrict_self")
+        _check(int(libc.syscall(_RESTRICT_SELF, fd, 0)), "landlock_restrict_self")
     finally:
         os.close(fd)
-
-
-def _install_filter(program: bytes) -> None:
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
-    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog))

@@ -22,18 +22,21 @@ __all__ = [
     "FramingError",
     "JsonValue",
     "decode",
+    "decode_datagram",
     "encode",
     "encode_frame",
-    "parse_datagram",
     "receive_datagram",
+    "receive_encoded",
     "receive_frame",
     "send_datagram",
+    "send_encoded",
     "send_frame",
 ]
 
 JsonValue: TypeAlias = dict[str, "JsonValue"] | list["JsonValue"] | str | int | float | bool | None
 
 HEADER = struct.Struct(">I")
+_FD = struct.Struct("i")
 MAX_DEPTH = 100
 DATAGRAM_BYTES = 65_536
 _CHUNK = 262_144
@@ -51,9 +54,14 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
+# Made once: json.dumps and json.loads with options build a new one per message.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def encode(message: JsonValue) -> bytes:
     """Compact UTF-8 JSON; NaN and infinities are refused."""
-    text = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text = _ENCODER.encode(message)
     return text.encode("utf-8")
 
 
@@ -66,7 +74,7 @@ def encode_frame(message: JsonValue) -> bytes:
 def decode(body: bytes, max_depth: int = MAX_DEPTH) -> JsonValue:
     """Parse UTF-8 JSON no deeper than `max_depth`, or raise `FramingError`."""
     try:
-        value: JsonValue = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        value: JsonValue = _DECODER.decode(body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise FramingError("malformed", f"not a JSON document: {type(exc).__name__}") from None
     # Counting brackets is a cheap C-speed bound; walk only when it could be too deep.
@@ -128,22 +136,50 @@ def _receive_exact(sock: socket.socket, size: int, *, eof_ok: bool) -> bytes | N
 
 def send_datagram(sock: socket.socket, message: JsonValue, fds: tuple[int, ...] = ()) -> None:
     """Send one SEQPACKET message, with `fds` passed as SCM_RIGHTS."""
-    socket.send_fds(sock, [encode(message)], list(fds))
+    send_encoded(sock, encode(message), fds)
 
 
 def receive_datagram(sock: socket.socket, max_fds: int = 0) -> tuple[JsonValue, list[int]] | None:
     """Receive one SEQPACKET message and its fds (close-on-exec); `None` at end of stream."""
-    data, fds, flags, _ = socket.recv_fds(sock, DATAGRAM_BYTES, max_fds, socket.MSG_CMSG_CLOEXEC)
-    return parse_datagram(data, fds, flags)
+    received = receive_encoded(sock, max_fds)
+    return None if received is None else decode_datagram(*received)
 
 
-def parse_datagram(data: bytes, fds: list[int], flags: int) -> tuple[JsonValue, list[int]] | None:
+# sendmsg/recvmsg directly: far fewer objects touched than `socket.send_fds`, which
+# matters most in the zygote (after each fork, every page it writes is copied, as
+# its children share them). It also sends messages it has encoded beforehand.
+
+
+def send_encoded(sock: socket.socket, data: bytes, fds: tuple[int, ...] = ()) -> None:
+    """`send_datagram` for a message already encoded."""
+    if fds:
+        rights = struct.pack(f"{len(fds)}i", *fds)
+        sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, rights)])
+    else:
+        sock.sendmsg([data])
+
+
+def receive_encoded(sock: socket.socket, max_fds: int = 0) -> tuple[bytes, list[int]] | None:
+    """`receive_datagram` without decoding: the message's bytes and its fds."""
+    data, ancillary, flags, _ = sock.recvmsg(
+        DATAGRAM_BYTES, socket.CMSG_LEN(max_fds * _FD.size), socket.MSG_CMSG_CLOEXEC
+    )
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            whole = len(payload) - len(payload) % _FD.size
+            fds += [fd for (fd,) in _FD.iter_unpack(payload[:whole])]
     if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
         _close_all(fds)
         raise FramingError("malformed", "a control message was truncated")
     if not data:
         _close_all(fds)
         return None
+    return data, fds
+
+
+def decode_datagram(data: bytes, fds: list[int]) -> tuple[JsonValue, list[int]]:
+    """Decode a received message; its fds are closed if it is not valid JSON."""
     try:
         return decode(data), fds
     except FramingError:

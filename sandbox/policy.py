@@ -16,9 +16,9 @@ import json
 import re
 import types
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from RestrictedPython.compile import compile_restricted_exec
 from RestrictedPython.transformer import RestrictingNodeTransformer
@@ -123,6 +123,19 @@ POLICY: Final = PolicyDescription(
 class _ToolTransformer(RestrictingNodeTransformer):
     """RestrictedPython's transformer, plus annotated assignments (annotation dropped)."""
 
+    def visit(self, node: ast.AST) -> Any:
+        """`NodeVisitor.visit`, with the method for each node type looked up once.
+
+        The stock one builds the method's name anew for every node, and the
+        interpreter's attribute cache cannot keep a name it has never seen.
+        """
+        kind = type(node)
+        method = _VISITORS.get(kind)
+        if method is None:
+            generic = _ToolTransformer.generic_visit
+            method = _VISITORS[kind] = getattr(_ToolTransformer, f"visit_{kind.__name__}", generic)
+        return method(self, node)
+
     def visit_AnnAssign(self, node: ast.AnnAssign) -> object:
         if node.value is None:
             return ast.copy_location(ast.Pass(), node)
@@ -130,6 +143,8 @@ class _ToolTransformer(RestrictingNodeTransformer):
         return self.visit_Assign(assign)
 
 
+_SIZER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once, not per call
+_VISITORS: dict[type[ast.AST], Callable[[_ToolTransformer, ast.AST], Any]] = {}
 _ERROR_LINE = re.compile(r"Line (\d+|None): (.*)", re.DOTALL)
 
 
@@ -254,7 +269,7 @@ def _result(value: object, limits: PolicyLimits) -> JsonValue:
             max_depth=limits.max_result_depth,
             max_chars=limits.max_result_bytes,
         )
-        size = len(json.dumps(plain, ensure_ascii=False, separators=(",", ":")).encode())
+        size = len(_SIZER.encode(plain).encode())
     except NotPlainJson as exc:
         raise PolicyError("invalid_result", f"result must be plain JSON: {exc}") from None
     except OverflowError:

@@ -3,7 +3,8 @@
 The filter checks the architecture first (a foreign one kills the process: its
 syscall numbers mean other calls), then refuses with EPERM every system call a
 tool has no business making, so Python raises a clear `PermissionError`. The
-rest is allowed: the filter closes doors, the other layers bound the rest.
+rest is allowed: the filter closes doors, the other layers bound the rest. The
+decision is a binary search over runs of syscall numbers, not a list of them.
 """
 
 from __future__ import annotations
@@ -127,7 +128,6 @@ def filter_program(machine: str | None = None) -> bytes | None:
     if arch is None:
         return None
     table = {**(_X86_64 if machine == "x86_64" else _AARCH64), **_COMMON}
-    deny = _insn(_RET_K, _RET_ERRNO | _EPERM)
     program = [
         _insn(_LD_W_ABS, _ARCH),
         _insn(_JEQ_K, arch, jt=1),
@@ -136,32 +136,70 @@ def filter_program(machine: str | None = None) -> bytes | None:
     ]
     if machine == "x86_64":
         # x32 numbers carry this bit and would slip past every comparison below.
-        program += [_insn(_JGE_K, _X32_BIT, jf=1), deny]
-    for name in DENIED:
-        number = table.get(name)
-        if number is not None:  # fork, vfork, mknod, iopl... exist only on x86_64
-            program += [_insn(_JEQ_K, number, jf=1), deny]
-    allow = _insn(_RET_K, _RET_ALLOW)
+        program += [_insn(_JGE_K, _X32_BIT, jf=1), _DENY]
+    # fork, vfork, mknod, iopl... exist only on x86_64.
+    decisions = {table[name]: "deny" for name in DENIED if name in table}
+    decisions[table["prlimit64"]] = "prlimit64"
+    decisions[table["prctl"]] = "prctl"
+    program += _search(_runs(decisions))
+    return b"".join(program)
+
+
+_DENY = _insn(_RET_K, _RET_ERRNO | _EPERM)
+_ALLOW = _insn(_RET_K, _RET_ALLOW)
+_LEAVES = {
+    "allow": (_ALLOW,),
+    "deny": (_DENY,),
     # prlimit64 only on oneself and only to read: getrlimit goes through it, and a
     # sibling running as the same uid must not have its limits changed.
-    program += [
-        _insn(_JEQ_K, table["prlimit64"], jf=8),
+    "prlimit64": (
         _insn(_LD_W_ABS, _ARG0_LOW),  # pid_t: the kernel reads the low 32 bits
         _insn(_JEQ_K, 0, jf=4),
         _insn(_LD_W_ABS, _ARG2_LOW),
         _insn(_JEQ_K, 0, jf=2),
         _insn(_LD_W_ABS, _ARG2_HIGH),
         _insn(_JEQ_K, 0, jt=1),
-        deny,
-        allow,
-    ]
+        _DENY,
+        _ALLOW,
+    ),
     # prctl may read, not undo the death signal or make the process dumpable again.
-    program += [
-        _insn(_JEQ_K, table["prctl"], jf=4),
+    "prctl": (
         _insn(_LD_W_ABS, _ARG0_LOW),
         _insn(_JEQ_K, _PR_SET_PDEATHSIG, jt=1),
         _insn(_JEQ_K, _PR_SET_DUMPABLE, jf=1),
-        deny,
-        allow,
-    ]
-    return b"".join(program)
+        _DENY,
+        _ALLOW,
+    ),
+}
+_MAX_JUMP = 255  # jt and jf are one byte
+
+
+def _runs(decisions: dict[int, str]) -> list[tuple[int, str]]:
+    """Every syscall number in runs of one decision, as (first number, decision)."""
+    cuts = [(0, "allow")]  # a number without a decision is allowed
+    for number in sorted(decisions):
+        cuts += [(number, decisions[number]), (number + 1, "allow")]
+    runs: list[tuple[int, str]] = []
+    for first, decision in cuts:
+        if runs and runs[-1][0] == first:
+            runs.pop()  # an empty run
+        if runs and runs[-1][1] == decision and decision in ("allow", "deny"):
+            continue  # the same decision goes on
+        runs.append((first, decision))
+    return runs
+
+
+def _search(runs: list[tuple[int, str]]) -> list[bytes]:
+    """A binary search over the runs, with the syscall number in the accumulator.
+
+    A few comparisons decide each call. The kernel also runs the filter once per
+    syscall number when it is installed (to cache which are always allowed): on a
+    linear list of comparisons that took about 0.2 ms per child.
+    """
+    if len(runs) == 1:
+        return list(_LEAVES[runs[0][1]])
+    middle = len(runs) // 2
+    below, above = _search(runs[:middle]), _search(runs[middle:])
+    if len(below) > _MAX_JUMP:
+        raise ValueError("the seccomp filter is too large for one-byte jumps")
+    return [_insn(_JGE_K, runs[middle][0], jt=len(below)), *below, *above]

@@ -13,6 +13,7 @@ import builtins
 import contextlib
 import io
 import os
+import select
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,11 +23,14 @@ from typing import NoReturn, TypeAlias
 from sandbox import confine, probe
 from sandbox.framing import FramingError, JsonValue, encode_frame, receive_frame, send_frame
 
-__all__ = ["JOB_BYTES", "Settings", "child_main"]
+__all__ = ["JOB_BYTES", "Child", "Settings", "child_main", "warm_up"]
 
 HttpCall: TypeAlias = Callable[[dict[str, JsonValue]], dict[str, JsonValue]]
 JOB_BYTES = 64 * 1024 * 1024  # what the pool may send (it is trusted; the cap is a backstop)
 _WARM_UP = 'import json\nprint("warm", x)\nresult = {"a": [x, 2.5, "s", json.dumps(None)]}\n'
+# A spare waits this long for a job before it warms up: when calls come back to back,
+# the job usually arrives sooner, and warming up would only take CPU from the call.
+_IDLE_SECONDS = 0.002
 _EXIT_FAILED = 70
 _EXIT_HUNG_UP = 71
 
@@ -75,7 +79,7 @@ class Child:
     """Everything a child needs, prepared by the zygote before any fork."""
 
     settings: Settings
-    plan: confine.Plan
+    confinement: confine.Prepared
     policy: ModuleType | None
     zygote: int
 
@@ -87,9 +91,9 @@ def child_main(child: Child, call_fd: int, *, probing: bool) -> NoReturn:
     try:
         witness = probe.Witness.collect() if probing else None
         keep = (call_fd,) if witness is None else (call_fd, witness.status_fd)
-        confine.apply(child.plan, keep, child.zygote)
+        confine.apply(child.confinement, keep, child.zygote)
         if witness is None and child.policy is not None:
-            _warm_up(child.policy)
+            warm_up(child.policy, call)
         job = receive_frame(call, JOB_BYTES)
         _answer(call, _serve(child, call, job, witness), child.settings.max_message_bytes)
         code = 0
@@ -100,13 +104,24 @@ def child_main(child: Child, call_fd: int, *, probing: bool) -> NoReturn:
         os._exit(code)
 
 
-def _warm_up(policy: ModuleType) -> None:
+def _job_waiting(call: socket.socket, seconds: float = 0.0) -> bool:
+    """Whether the job has arrived (within `seconds`): then warming up would only delay it."""
+    return bool(select.select([call], [], [], seconds)[0])
+
+
+def warm_up(policy: ModuleType, call: socket.socket | None = None) -> None:
     """Run a small trusted program: the pages a call touches are copied now, not during it.
 
     A child often waits for its job (a spare forked ahead of time), so this moves
-    most of the cost of a first compile and run out of the call's latency.
+    most of the cost of a first compile and run out of the call's latency. In a
+    child (`call` given), each step is left out once the job has arrived: it would
+    only delay the job. The zygote runs it too, before any fork.
     """
+    if call is not None and _job_waiting(call, _IDLE_SECONDS):
+        return
     code = policy.compile_tool(_WARM_UP)
+    if call is not None and _job_waiting(call):
+        return
     policy.run_tool(code, {"x": 1}, http=None)
 
 

@@ -26,8 +26,17 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from sandbox import confine
-from sandbox.framing import FramingError, JsonValue, receive_datagram, send_datagram
-from sandbox.worker import Child, Settings, child_main
+from sandbox.framing import (
+    FramingError,
+    JsonValue,
+    decode,
+    encode,
+    receive_datagram,
+    receive_encoded,
+    send_datagram,
+    send_encoded,
+)
+from sandbox.worker import Child, Settings, child_main, warm_up
 
 __all__ = ["main"]
 
@@ -47,6 +56,12 @@ _PRELOAD = (
     "unicodedata",
 )
 _TEST_PRELOAD = ("subprocess",)
+# Runs of the children's trusted warm-up program in the zygote: the interpreter then
+# specializes that code path here, once, instead of writing it in every child.
+_POLICY_ROUNDS = 20
+# The requests as the pool encodes them, so the zygote rarely needs to parse one: after
+# each fork, every page it writes is copied, and the json module touches many.
+_FORK_REQUESTS = {encode({"type": "fork", "probe": probing}): probing for probing in (False, True)}
 
 
 @dataclass
@@ -80,14 +95,17 @@ class Zygote:
 
     def _request(self) -> bool:
         try:
-            received = receive_datagram(self._control, max_fds=2)
+            received = receive_encoded(self._control, max_fds=2)
         except FramingError:
             return True
         if received is None:
             return False
-        message, fds = received
-        if isinstance(message, dict) and message.get("type") == "fork" and len(fds) == 2:
-            self._fork(fds[0], fds[1], probing=message.get("probe") is True)
+        data, fds = received
+        probing = _FORK_REQUESTS.get(data)
+        if probing is None:
+            probing = _parse_request(data)
+        if probing is not None and len(fds) == 2:
+            self._fork(fds[0], fds[1], probing=probing)
         else:
             for fd in fds:
                 os.close(fd)
@@ -99,7 +117,8 @@ class Zygote:
             pid = os.fork()
         except OSError as exc:  # EAGAIN, ENOMEM: this call fails, the zygote goes on
             os.close(call_fd)
-            self._tell(status, {"type": "fork_failed", "message": os.strerror(exc.errno or 0)})
+            message: JsonValue = {"type": "fork_failed", "message": os.strerror(exc.errno or 0)}
+            self._tell(status, encode(message))
             status.close()
             return
         if pid == 0:
@@ -111,25 +130,23 @@ class Zygote:
         pidfd = os.pidfd_open(pid)
         self._running[pidfd] = _Running(pid, pidfd, status)
         self._poller.register(pidfd, select.POLLIN)
-        self._tell(status, {"type": "forked", "pid": pid}, (pidfd,))
+        self._tell(status, _forked(pid), (pidfd,))
 
     def _reap(self, pidfd: int) -> None:
         running = self._running.pop(pidfd)
         _, status = os.waitpid(running.pid, 0)  # a readable pidfd: it has exited
         self._poller.unregister(pidfd)
-        report: dict[str, JsonValue] = {"type": "exited", "pid": running.pid}
-        if os.WIFSIGNALED(status):
-            report["signal"] = os.WTERMSIG(status)
-        else:
-            report["code"] = os.WEXITSTATUS(status)
-        self._tell(running.status, report)
+        self._tell(running.status, _exited(running.pid, status))
         running.status.close()
         os.close(pidfd)
 
-    def _tell(self, sock: socket.socket, message: JsonValue, fds: tuple[int, ...] = ()) -> None:
+    def _tell(self, sock: socket.socket, data: bytes, fds: tuple[int, ...] = ()) -> None:
         # The pool may have given up on this call already; the child then meets EOF.
-        with contextlib.suppress(OSError):
-            send_datagram(sock, message, fds)
+        # (Not contextlib.suppress: its objects would be written after every fork.)
+        try:  # noqa: SIM105
+            send_encoded(sock, data, fds)
+        except OSError:
+            pass
 
     def _shutdown(self) -> None:
         for running in self._running.values():
@@ -146,6 +163,29 @@ class Zygote:
         os.close(pidfd)
 
 
+def _parse_request(data: bytes) -> bool | None:
+    """Whether a fork request (encoded other than the pool does) asks for a probe."""
+    try:
+        message = decode(data)
+    except FramingError:
+        return None
+    if isinstance(message, dict) and message.get("type") == "fork":
+        return message.get("probe") is True
+    return None
+
+
+def _forked(pid: int) -> bytes:
+    """The `forked` report, as `encode` would write it."""
+    return b'{"type":"forked","pid":%d}' % pid
+
+
+def _exited(pid: int, status: int) -> bytes:
+    """The `exited` report, as `encode` would write it."""
+    if os.WIFSIGNALED(status):
+        return b'{"type":"exited","pid":%d,"signal":%d}' % (pid, os.WTERMSIG(status))
+    return b'{"type":"exited","pid":%d,"code":%d}' % (pid, os.WEXITSTATUS(status))
+
+
 def _load(settings: Settings) -> tuple[ModuleType | None, str | None]:
     try:
         policy = importlib.import_module(settings.policy_module)
@@ -156,6 +196,8 @@ def _load(settings: Settings) -> tuple[ModuleType | None, str | None]:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     _warm_up()
+    for _ in range(_POLICY_ROUNDS):
+        warm_up(policy)
     return policy, None
 
 
@@ -181,6 +223,7 @@ def main() -> None:
     policy, error = _load(settings)
     network = confine.enter_namespaces()
     plan = confine.Plan.build(settings.cpu_seconds, settings.memory_mb * 1024 * 1024)
+    gc.collect()
     gc.freeze()  # fewer pages copied into each child
     ready: JsonValue = {
         "type": "ready",
@@ -191,7 +234,8 @@ def main() -> None:
         "seccomp": plan.seccomp is not None,
     }
     send_datagram(control, ready)
-    Zygote(control, Child(settings, plan, policy, os.getpid())).serve()
+    child = Child(settings, confine.Prepared(plan), policy, os.getpid())
+    Zygote(control, child).serve()
 
 
 if __name__ == "__main__":

@@ -319,5 +319,17 @@ def test_the_seccomp_filter_decides_as_intended(machine: str) -> None:
         assert _run_filter(program, arch, 0x40000000 | 41) == _EPERM  # x32 socket()
 
 
+@pytest.mark.parametrize("machine", ["x86_64", "aarch64"])
+def test_the_seccomp_filter_allows_every_other_syscall_number(machine: str) -> None:
+    program = filter_program(machine)
+    assert program is not None
+    table = {**(seccomp._X86_64 if machine == "x86_64" else seccomp._AARCH64), **seccomp._COMMON}
+    denied = {table[name] for name in seccomp.DENIED if name in table}
+
+    for number in range(1024):
+        expected = _EPERM if number in denied else _ALLOW  # prlimit64, prctl: zero args
+        assert _run_filter(program, _ARCH[machine], number) == expected, number
+
+
 def test_an_unknown_machine_gets_no_filter() -> None:
     assert filter_program("riscv64") is None

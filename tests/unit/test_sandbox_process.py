@@ -477,3 +477,25 @@ async def test_the_zygote_and_its_children_die_with_the_service() -> None:
             service.kill()
             for pidfd in pidfds:
                 os.close(pidfd)
+
+
+def test_the_zygote_writes_its_reports_as_the_json_encoder_would() -> None:
+    from sandbox import zygote
+    from sandbox.framing import encode
+
+    assert zygote._forked(4242) == encode({"type": "forked", "pid": 4242})
+    killed = zygote._exited(4242, signal.SIGKILL)  # a wait status: killed by that signal
+    assert killed == encode({"type": "exited", "pid": 4242, "signal": signal.SIGKILL})
+    assert zygote._exited(4242, 3 << 8) == encode({"type": "exited", "pid": 4242, "code": 3})
+
+
+def test_the_zygote_reads_fork_requests_however_they_are_encoded() -> None:
+    from sandbox import zygote
+    from sandbox.framing import encode
+
+    for probing in (False, True):
+        assert zygote._FORK_REQUESTS[encode({"type": "fork", "probe": probing})] is probing
+    assert zygote._parse_request(b'{ "probe": true, "type": "fork" }') is True
+    assert zygote._parse_request(b'{"type": "fork"}') is False
+    assert zygote._parse_request(b'{"type": "exec"}') is None
+    assert zygote._parse_request(b"fork") is None

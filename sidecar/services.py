@@ -59,6 +59,8 @@ class Services:
         except (sqlite3.Error, RuntimeError) as exc:  # readiness reports, it does not crash
             checks["store"] = {"ok": False, "error": type(exc).__name__}
         checks["registry"] = {"ok": True, "platform_tools": sorted(self.registry.builtins)}
+        if self.mcp is not None:
+            checks["mcp"] = {"ok": True, "upstream_connections": self.mcp.open_connections}
         if self.sandbox is None:
             checks["sandbox"] = {"ok": True, "enabled": False}
         else:

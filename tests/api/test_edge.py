@@ -87,6 +87,7 @@ async def test_readiness_reports_its_checks(client: httpx.AsyncClient) -> None:
     assert body["status"] == "ready"
     assert body["checks"]["store"]["ok"] is True
     assert "current_date" in body["checks"]["registry"]["platform_tools"]
+    assert body["checks"]["mcp"] == {"ok": True, "upstream_connections": 0}
     assert (await client.get("/healthz")).json() == {"status": "ok"}
 
 

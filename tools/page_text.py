@@ -17,10 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
-import trafilatura
 from charset_normalizer import from_bytes
-from lxml import html as lxml_html
-from trafilatura.metadata import extract_title
 
 __all__ = ["OutputFormat", "PageText", "decode", "read_page"]
 
@@ -95,6 +92,11 @@ def read_page(
     text = decode(body, header_charset, html=is_html)
     if not is_html:
         return _cut(None, text, max_chars)
+    # Imported on the first page read: the extractor and its dependencies hold about
+    # 20 MiB, which a service that never scrapes need not carry.
+    import trafilatura
+    from trafilatura.metadata import extract_title
+
     tree = trafilatura.load_html(text)  # parsed once, for the title and the content
     title = extract_title(tree) if tree is not None else None
     content = trafilatura.extract(
@@ -123,6 +125,8 @@ def _cut(title: str | None, content: str, max_chars: int) -> PageText:
 
 def _visible_text(text: str) -> str:
     """The body's text without scripts and styles, whitespace collapsed."""
+    from lxml import html as lxml_html
+
     try:
         document = lxml_html.document_fromstring(text)
     except (ValueError, lxml_html.etree.ParserError):

@@ -98,6 +98,11 @@ class _Connection:
         self.closed = True
         self.stop.set()
 
+    @property
+    def usable_listing(self) -> list[McpToolInfo] | None:
+        """The last listing, while the connection that made it is alive."""
+        return None if self.closed or self.broken else self.listing
+
     async def on_message(self, message: object) -> None:
         """The client's message handler: a transport error means the connection is gone."""
         if isinstance(message, Exception):
@@ -152,16 +157,17 @@ class McpPool:
             connection.close()
         self._connections.clear()
 
-    async def list_tools(self, server: McpServer, *, time_limit: float) -> list[McpToolInfo]:
-        """Every tool the server lists, page by page (kept with the connection)."""
-        return await self._with_retry(server, time_limit, self._listing)
+    async def list_tools(
+        self, server: McpServer, *, time_limit: float, fresh: bool = True
+    ) -> list[McpToolInfo]:
+        """Every tool the server lists, page by page.
 
-    async def cached_tools(self, server: McpServer, *, time_limit: float) -> list[McpToolInfo]:
-        """The listing of the live connection when it has one, else a fresh listing."""
+        With `fresh=False`, the live connection's last listing when it has one.
+        """
         connection = self._connections.get(self._key(server))
-        if connection is not None and connection.listing is not None and not connection.closed:
-            return connection.listing
-        return await self.list_tools(server, time_limit=time_limit)
+        if not fresh and connection is not None and connection.usable_listing is not None:
+            return connection.usable_listing
+        return await self._with_retry(server, time_limit, self._listing)
 
     async def call_tool(
         self, server: McpServer, name: str, arguments: JsonObject, *, time_limit: float

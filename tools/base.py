@@ -308,8 +308,10 @@ class McpCallResult:
 class McpConnector(Protocol):
     """Reaches MCP servers (the service pools the connections)."""
 
-    async def list_tools(self, server: McpServer, *, time_limit: float) -> list[McpToolInfo]:
-        """Every tool `server` lists."""
+    async def list_tools(
+        self, server: McpServer, *, time_limit: float, fresh: bool = True
+    ) -> list[McpToolInfo]:
+        """Every tool `server` lists; `fresh=False` accepts a listing the pool already has."""
         ...
 
     async def call_tool(

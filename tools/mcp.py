@@ -228,7 +228,9 @@ class InlineMcpTool:
         connector = _connector(ctx)
         server = render_server(self._spec, ctx.renderer, ctx.variables)
         if self._allowed is not None and self._allowed.read_only:
-            listing = await connector.list_tools(server, time_limit=ctx.deadline.remaining())
+            listing = await connector.list_tools(
+                server, time_limit=ctx.deadline.remaining(), fresh=False
+            )
             info = next((tool for tool in listing if tool.name == self._name), None)
             if info is None or not info.read_only:
                 raise ToolError(

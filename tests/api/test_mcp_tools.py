@@ -431,3 +431,22 @@ async def test_an_inline_read_only_filter_refuses_a_tool_the_server_does_not_mar
     assert refused["error"]["code"] == "tool_not_allowed"
     allowed = await run("add", {"a": 20, "b": 22})
     assert allowed["result"]["structured_content"] == {"result": 42}
+
+
+async def test_a_placeholder_in_the_server_url_is_filled_at_call_time(
+    client: httpx.AsyncClient, upstream: RunningUpstream
+) -> None:
+    tool = server_tool(upstream)
+    tool["mcp"]["server_url"] = upstream.url + "?tenant={{TENANT}}&key={{TOKEN}}"
+    stored = await register(client, tool)
+    assert stored["mcp"]["server_url"].endswith("?tenant={{TENANT}}&key={{TOKEN}}")
+    answer = await call(client, "add", {"a": 1, "b": 2})
+    assert answer["result"]["structured_content"] == {"result": 3}
+    missing = await client.post(
+        "/v1/tools/execute",
+        json={
+            "tool": {"type": "mcp", "key": "remote", "tool_id": "add"},
+            "arguments": {"a": 1, "b": 2},
+        },
+    )
+    assert missing.json()["error"]["code"] == "invalid_arguments", "no value for the placeholders"

@@ -79,7 +79,8 @@ class ToolFactory:
     def build_inline_mcp(self, spec: McpSpec, name: str, allowed: AllowedTools | None) -> Built:
         """A tool of an MCP server given with the call, by name (its values are never decrypted)."""
         revealed, held = self.reveal_mcp(spec, stored=False)
-        return Built(InlineMcpTool(revealed, name, allowed), held)
+        max_bytes = self._http_limits.max_response_bytes
+        return Built(InlineMcpTool(revealed, name, allowed, max_bytes=max_bytes), held)
 
     def mcp_server(
         self, spec: McpSpec, renderer: Renderer, variables: Mapping[str, VariableValue]
@@ -96,7 +97,7 @@ class ToolFactory:
     ) -> Built:
         """One tool of an MCP server."""
         spec, held = self.reveal_mcp(definition.mcp, stored=stored)
-        return Built(McpTool(spec, entry), held)
+        return Built(McpTool(spec, entry, max_bytes=self._http_limits.max_response_bytes), held)
 
     def _http(self, definition: HttpToolDefinition, *, stored: bool) -> Built:
         spec, held = self.reveal_headers(definition.http, stored=stored)

@@ -10,6 +10,7 @@ connections by what they resolve to, so calls with other credentials never share
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+DEFAULT_MAX_BYTES = 1_048_576
 
 
 class McpToolEntry(BaseModel):
@@ -154,20 +156,60 @@ def render_server(
     return McpServer(spec.connection_type, url=url, headers=headers)
 
 
-def call_result(content: list[Any], structured: Any, is_error: bool) -> JsonObject:
-    """The result the model reads: `{content, structured_content?, is_error}`."""
+def call_result(
+    content: list[Any], structured: Any, is_error: bool, *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> JsonObject:
+    """The result the model reads: `{content, structured_content?, is_error}`.
+
+    An answer over `max_bytes` (as JSON) is cut, like an HTTP tool's body: the
+    structured content goes first, then the content blocks from the end (a text block
+    is cut to what still fits), and `truncated` is `true`.
+    """
     result: JsonObject = {"content": content, "is_error": is_error}
     if structured is not None:
         result["structured_content"] = structured
-    return result
+    if _json_size(result) <= max_bytes:
+        return result
+    kept: list[Any] = []
+    budget = max_bytes - _json_size({"content": [], "is_error": is_error, "truncated": True})
+    for block in content:
+        size = _json_size(block) + 1
+        if size <= budget:
+            kept.append(block)
+            budget -= size
+            continue
+        if isinstance(block, dict) and isinstance(block.get("text"), str) and budget > 64:
+            room = budget - _json_size({**block, "text": ""})
+            kept.append({**block, "text": _cut_text(block["text"], room)})
+        break
+    return {"content": kept, "is_error": is_error, "truncated": True}
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+def _cut_text(text: str, room: int) -> str:
+    """The longest start of `text` whose JSON form fits in `room` bytes."""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _json_size(text[:middle]) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
 
 
 class McpTool:
     """One tool of an MCP server, called through the service's connection pool."""
 
-    def __init__(self, spec: McpSpec, entry: McpToolEntry) -> None:
+    def __init__(
+        self, spec: McpSpec, entry: McpToolEntry, *, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
         self.spec = spec
         self.entry = entry
+        self._max_bytes = max_bytes
         self._definition = FunctionDefinition(entry.name, entry.description, entry.input_schema)
         self._fixed = not _has_placeholders(spec)
         self._fixed_server: McpServer | None = None
@@ -182,7 +224,7 @@ class McpTool:
         server = self._fixed_server or render_server(self.spec, ctx.renderer, ctx.variables)
         if self._fixed:
             self._fixed_server = server
-        return await _called(connector, server, self.entry.name, arguments, ctx)
+        return await _called(connector, server, self.entry.name, arguments, ctx, self._max_bytes)
 
 
 def _has_placeholders(spec: McpSpec) -> bool:
@@ -200,10 +242,17 @@ def _connector(ctx: ToolContext) -> McpConnector:
 
 
 async def _called(
-    connector: McpConnector, server: McpServer, name: str, arguments: JsonObject, ctx: ToolContext
+    connector: McpConnector,
+    server: McpServer,
+    name: str,
+    arguments: JsonObject,
+    ctx: ToolContext,
+    max_bytes: int,
 ) -> ToolResult:
     answer = await connector.call_tool(server, name, arguments, time_limit=ctx.deadline.remaining())
-    return ToolResult(call_result(answer.content, answer.structured_content, answer.is_error))
+    return ToolResult(
+        call_result(answer.content, answer.structured_content, answer.is_error, max_bytes=max_bytes)
+    )
 
 
 class InlineMcpTool:
@@ -212,10 +261,18 @@ class InlineMcpTool:
     Its schema is open: the server validates the arguments it receives.
     """
 
-    def __init__(self, spec: McpSpec, name: str, allowed: AllowedTools | None) -> None:
+    def __init__(
+        self,
+        spec: McpSpec,
+        name: str,
+        allowed: AllowedTools | None,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self._spec = spec
         self._name = name
         self._allowed = allowed
+        self._max_bytes = max_bytes
         self._definition = FunctionDefinition(
             name, f"Tool {name!r} of an MCP server", {"type": "object"}
         )
@@ -237,4 +294,4 @@ class InlineMcpTool:
                     f"tool {self._name!r} is not a read-only tool of this server",
                     code="tool_not_allowed",
                 )
-        return await _called(connector, server, self._name, arguments, ctx)
+        return await _called(connector, server, self._name, arguments, ctx, self._max_bytes)

@@ -107,7 +107,7 @@ async def test_registering_a_server_lists_its_tools(
 ) -> None:
     stored = await register(client, server_tool(upstream))
     tools = {tool["name"]: tool for tool in stored["mcp"]["tools"]}
-    assert set(tools) == {"whoami", "add", "pause", "refuse", "wipe"}
+    assert set(tools) == {"whoami", "add", "pause", "refuse", "wipe", "blob"}
     assert tools["add"]["read_only"] is True
     assert tools["wipe"]["read_only"] is False
     assert tools["add"]["schema"]["required"] == ["a", "b"]
@@ -450,3 +450,16 @@ async def test_a_placeholder_in_the_server_url_is_filled_at_call_time(
         },
     )
     assert missing.json()["error"]["code"] == "invalid_arguments", "no value for the placeholders"
+
+
+async def test_an_answer_over_the_size_cap_is_cut_and_says_so(
+    tmp_path: Path, upstream: RunningUpstream
+) -> None:
+    settings = make_settings(tmp_path, http_max_response_bytes=4096)
+    async with open_client(settings) as client:
+        await register(client, server_tool(upstream))
+        answer = await call(client, "blob", {"size": 100_000})
+    result = answer["result"]
+    assert result["truncated"] is True
+    assert "structured_content" not in result
+    assert 3000 < len(result["content"][0]["text"]) < 4096

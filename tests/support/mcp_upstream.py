@@ -9,6 +9,7 @@ Over HTTP it prints `listening <port>` once it accepts connections. Its tools:
 - `pause`: sleeps; when the call is cancelled it appends a line to the file named
   by `UPSTREAM_CANCEL_LOG`, so tests can see that a cancel reached the server;
 - `refuse`: a tool error (`is_error`) carrying the text it was given;
+- `blob`: a text of the length asked for;
 - `wipe`: a destructive tool, for the `read_only` filter.
 """
 
@@ -63,6 +64,10 @@ def build_server() -> MCPServer:
                     file.write(f"cancelled {seconds}\n")
             raise
         return f"paused {seconds}"
+
+    @server.tool(description="A text of the given length.")
+    def blob(size: int) -> str:
+        return "x" * size
 
     @server.tool(description="Always fails with the given text.")
     def refuse(text: str) -> str:

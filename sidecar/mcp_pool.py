@@ -39,6 +39,7 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, Tool
+from pydantic import ValidationError
 
 from sidecar.logs import get_logger
 from sidecar.outbound import OutboundPolicy, guarded_mcp_client
@@ -210,6 +211,10 @@ class McpPool:
                     continue  # the server refused the call unseen: safe to send again
                 raise McpUnavailable(
                     f"the connection to MCP server {connection.where} was lost during the call"
+                ) from None
+            except ValidationError:
+                raise McpFailure(
+                    f"MCP server {connection.where} answered something that is not a valid result"
                 ) from None
             except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self._drop(connection)

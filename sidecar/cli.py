@@ -6,7 +6,7 @@ import argparse
 import importlib.util
 import json
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Any
@@ -119,14 +119,7 @@ class _Server(uvicorn.Server):
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        variables = load_variables_file(settings.mcp_variables_file)
-    except VariablesFileError as exc:
-        return _cannot_start(exc)
-    secrets = _service_secrets(settings, variables)
-    configure_logging(settings.log_level, settings.log_format, secrets)
-
-    async def run() -> None:
+    async def run(variables: Mapping[str, VariableValue]) -> None:
         async with open_services(settings) as services:
             config = uvicorn.Config(
                 create_app(settings, services, mcp_variables=variables),
@@ -141,24 +134,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             await _Server(config).serve()
         log.info("services.closed")
 
-    try:
-        anyio.run(run, backend_options={"use_uvloop": _has_uvloop()})
-    except (ManifestError, KeyFileError) as exc:
-        return _cannot_start(exc)
-    return 0
+    return _run_service(settings, run)
 
 
 def _mcp(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        variables = load_variables_file(settings.mcp_variables_file)
-    except VariablesFileError as exc:
-        return _cannot_start(exc)
     # Logs go to stderr, as always: stdout carries the protocol alone.
-    secrets = _service_secrets(settings, variables)
-    configure_logging(settings.log_level, settings.log_format, secrets)
-
     @asynccontextmanager
-    async def opened_server() -> AsyncIterator[McpServer]:
+    async def opened_server(variables: Mapping[str, VariableValue]) -> AsyncIterator[McpServer]:
         async with open_services(settings) as services:
             yield build_mcp_server(
                 executor=services.executor,
@@ -167,8 +149,24 @@ def _mcp(args: argparse.Namespace, settings: Settings) -> int:
             )
         log.info("services.closed")
 
+    async def run(variables: Mapping[str, VariableValue]) -> None:
+        await serve_stdio(opened_server(variables))
+
+    return _run_service(settings, run)
+
+
+def _run_service(
+    settings: Settings, run: Callable[[Mapping[str, VariableValue]], Awaitable[None]]
+) -> int:
+    """Read the MCP variables file, set up the logs, then `run`; a failed start is one line."""
     try:
-        anyio.run(serve_stdio, opened_server(), backend_options={"use_uvloop": _has_uvloop()})
+        variables = load_variables_file(settings.mcp_variables_file)
+    except VariablesFileError as exc:
+        return _cannot_start(exc)
+    secrets = _service_secrets(settings, variables)
+    configure_logging(settings.log_level, settings.log_format, secrets)
+    try:
+        anyio.run(run, variables, backend_options={"use_uvloop": _has_uvloop()})
     except (ManifestError, KeyFileError) as exc:
         return _cannot_start(exc)
     return 0

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -21,23 +19,12 @@ from sidecar.logs import configure_logging
 from sidecar.references import parse_reference
 from sidecar.services import open_services
 from sidecar.settings import Settings
+from tests.bench.timing import timed
 
 CALLS = 400
 WARMUP = 40
 CODE = "result = n + 1"
 TOOL = {"type": "code", "key": "trivial", "code_tool": {"code": CODE}}
-
-
-async def timings(call: Callable[[], Awaitable[None]]) -> list[float]:
-    """Milliseconds of each of `CALLS` sequential calls, after a warm-up."""
-    for _ in range(WARMUP):
-        await call()
-    spent: list[float] = []
-    for _ in range(CALLS):
-        started = time.perf_counter()
-        await call()
-        spent.append((time.perf_counter() - started) * 1000)
-    return spent
 
 
 def describe(name: str, spent: list[float]) -> str:
@@ -55,7 +42,7 @@ async def measure() -> None:
         async def alone() -> None:
             await pool.run(CODE, {"n": 1}, timeout=5)
 
-        baseline = await timings(alone)
+        baseline = await timed(alone, CALLS, warm_up=WARMUP)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(state_dir=Path(tmp), manifests_dir=Path(tmp), log_level="warning")
         async with open_services(settings) as services:
@@ -66,7 +53,7 @@ async def measure() -> None:
             async def through_executor() -> None:
                 await services.executor.execute(call)
 
-            measured = await timings(through_executor)
+            measured = await timed(through_executor, CALLS, warm_up=WARMUP)
     print(describe("sandbox pool alone (baseline)", baseline))
     print(describe("code tool through the executor", measured))
     overhead = statistics.median(measured) - statistics.median(baseline)

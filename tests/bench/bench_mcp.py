@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from tests.bench.bench_http_tool import measure, p50, report
 from tests.bench.load import exchange, make_target
+from tests.bench.timing import timed
 from tests.support.mcp_process import running_upstream
 from tests.support.sidecar_process import run_sidecar
 
@@ -42,17 +41,6 @@ PROXIED_HTTPX = "(b') POST /v1/tools/execute, httpx client"
 FRESH = "(c) fresh mcp.Client per call"
 ARGUMENTS = {"a": 2, "b": 3}
 FRESH_CALLS = 100
-
-
-async def timed(call: Callable[[], Awaitable[object]], calls: int) -> list[float]:
-    """Milliseconds of each of `calls` sequential calls, after one warm-up call."""
-    await call()
-    times: list[float] = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        await call()
-        times.append((time.perf_counter() - started) * 1e3)
-    return times
 
 
 def _timeout() -> httpx2.Timeout:

@@ -13,13 +13,12 @@ Run with `python -m tests.bench` or `python -m tests.bench.bench_scraper`.
 from __future__ import annotations
 
 import statistics
-import time
-from collections.abc import Awaitable, Callable
 
 import anyio
 
 from sidecar.outbound import OutboundPolicy, guarded_client
 from sidecar.templating import PlaceholderRenderer
+from tests.bench.timing import timed
 from tests.support.pages import serve_pages
 from tools.base import Deadline, ToolContext
 from tools.page_fetch import FetchLimits
@@ -29,12 +28,6 @@ from tools.web_scraper import ScraperOptions, WebScraperTool
 SIZES_KB = (200, 2048)
 RUNS = {200: 40, 2048: 12}
 WARM_UP = 3
-
-
-async def _timed(call: Callable[[], Awaitable[object]]) -> float:
-    started = time.perf_counter()
-    await call()
-    return (time.perf_counter() - started) * 1e3
 
 
 async def measure(base_url: str, kilobytes: int) -> None:
@@ -72,7 +65,7 @@ async def measure(base_url: str, kilobytes: int) -> None:
                 await call()
         for _ in range(RUNS[kilobytes]):
             for name, call in variants.items():
-                times[name].append(await _timed(call))
+                times[name].extend(await timed(call, 1, warm_up=0))
     p50 = {name: statistics.median(values) for name, values in times.items()}
     print(f"  article of {len(body) / 1024:,.0f} KB, {RUNS[kilobytes]} runs each:")
     for name, value in p50.items():

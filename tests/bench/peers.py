@@ -11,20 +11,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.support.sidecar_process import stop
+from tests.support.sidecar_process import stop, wait_until_answering
 from tests.support.upstream import free_port
 
 __all__ = ["BareServer", "bare_app", "rss_mib", "serve_bare", "stop"]
@@ -69,17 +67,7 @@ def serve_bare() -> Iterator[BareServer]:
 
 
 def _wait_ready(server: BareServer) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError("the bare app process exited early")
-        try:
-            if httpx.get(f"{server.base_url}/hello", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("the bare app did not start")
+    wait_until_answering(server.process, f"{server.base_url}/hello", 20, lambda: "the bare app")
 
 
 def rss_mib(pid: int) -> float:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ import httpx
 
 from tests.support.upstream import free_port
 
-__all__ = ["RunningSidecar", "run_sidecar", "stop"]
+__all__ = ["RunningSidecar", "run_sidecar", "stop", "wait_until_answering"]
 
 
 @dataclass
@@ -77,14 +77,23 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _wait_healthy(running: RunningSidecar) -> None:
-    deadline = time.monotonic() + 30
+    wait_until_answering(
+        running.process, f"{running.base_url}/healthz", 30, lambda: f"sidecar\n{running.logs()}"
+    )
+
+
+def wait_until_answering(
+    process: subprocess.Popen[bytes], url: str, seconds: float, what: Callable[[], str]
+) -> None:
+    """Wait until `url` answers 200; fail naming `what()` if `process` exits or time runs out."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if running.process.poll() is not None:
-            raise RuntimeError(f"sidecar exited early:\n{running.logs()}")
+        if process.poll() is not None:
+            raise RuntimeError(f"exited early: {what()}")
         try:
-            if httpx.get(f"{running.base_url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"sidecar did not become healthy:\n{running.logs()}")
+    raise RuntimeError(f"did not start answering {url}: {what()}")

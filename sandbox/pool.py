@@ -6,8 +6,9 @@ Its `timeout` counts from the moment it has a slot: waiting in the queue does no
 count, and the caller bounds the whole wait by cancelling, which kills the child
 too. Each child serves one call and is SIGKILLed through its pidfd when the call
 ends (answered, out of time, cancelled or broken), so a slot is free at once and
-the zygote reaps. One spare child is forked and confined ahead of time, so a call
-rarely waits for a fork; it holds no job until a call takes it. A zygote found dead
+the zygote reaps. One spare child is forked, has copied the pages a call writes
+(`sandbox.prefault`) and is confined ahead of time, so a call rarely waits for any
+of that; it holds no job until a call takes it. A zygote found dead
 is replaced on the next call; the calls it was serving end as `crashed`.
 """
 
@@ -101,6 +102,12 @@ class SandboxPool:
     def layers(self) -> dict[str, bool]:
         """Which confinement layers the start-up self-test proved applied."""
         return dict(self._layers)
+
+    @property
+    def prefault_pages(self) -> int:
+        """How many pages each child copies as soon as it is forked (0: none, see `prefault`)."""
+        count = self._zygote.ready.get("prefault_pages") if self._zygote is not None else None
+        return count if type(count) is int else 0
 
     @property
     def zygote_pid(self) -> int | None:

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import NoReturn, TypeAlias
 
-from sandbox import confine, probe
+from sandbox import confine, prefault, probe
 from sandbox.framing import FramingError, JsonValue, encode_frame, receive_frame, send_frame
 
-__all__ = ["JOB_BYTES", "Child", "Settings", "child_main", "warm_up"]
+__all__ = ["JOB_BYTES", "Child", "Settings", "child_main", "rehearse", "warm_up"]
 
 HttpCall: TypeAlias = Callable[[dict[str, JsonValue]], dict[str, JsonValue]]
 JOB_BYTES = 64 * 1024 * 1024  # what the pool may send (it is trusted; the cap is a backstop)
@@ -82,6 +82,7 @@ class Child:
     confinement: confine.Prepared
     policy: ModuleType | None
     zygote: int
+    pages: prefault.Pages = prefault.NO_PAGES  # what a call writes, copied up front
 
 
 def child_main(child: Child, call_fd: int, *, probing: bool) -> NoReturn:
@@ -89,6 +90,7 @@ def child_main(child: Child, call_fd: int, *, probing: bool) -> NoReturn:
     code = _EXIT_FAILED
     call = socket.socket(fileno=call_fd)
     try:
+        child.pages.populate()  # before the seccomp filter refuses it
         witness = probe.Witness.collect() if probing else None
         keep = (call_fd,) if witness is None else (call_fd, witness.status_fd)
         confine.apply(child.confinement, keep, child.zygote)
@@ -110,12 +112,13 @@ def _job_waiting(call: socket.socket, seconds: float = 0.0) -> bool:
 
 
 def warm_up(policy: ModuleType, call: socket.socket | None = None) -> None:
-    """Run a small trusted program: the pages a call touches are copied now, not during it.
+    """Run a small trusted program, so that the call's own first compile and run is not a first.
 
-    A child often waits for its job (a spare forked ahead of time), so this moves
-    most of the cost of a first compile and run out of the call's latency. In a
-    child (`call` given), each step is left out once the job has arrived: it would
-    only delay the job. The zygote runs it too, before any fork.
+    A child often waits for its job (a spare forked ahead of time): this moves the
+    rest of a first run's cost (caches, any page pre-faulting missed or could not
+    copy) out of the call's latency. In a child (`call` given), each step is left
+    out once the job has arrived: it would only delay the job. The zygote runs it
+    too, before any fork, so the interpreter specializes that code path once.
     """
     if call is not None and _job_waiting(call, _IDLE_SECONDS):
         return
@@ -123,6 +126,18 @@ def warm_up(policy: ModuleType, call: socket.socket | None = None) -> None:
     if call is not None and _job_waiting(call):
         return
     policy.run_tool(code, {"x": 1}, http=None)
+
+
+def rehearse(child: Child, keep: tuple[int, ...]) -> None:
+    """A child's work for one call of the warm-up program, from confinement to answer.
+
+    Run in a child of the zygote by `prefault.calibrate`: the pages written here are
+    the ones every child copies up front.
+    """
+    ours, theirs = socket.socketpair()  # the call socket (made before seccomp refuses it)
+    confine.apply(child.confinement, (*keep, ours.fileno(), theirs.fileno()), os.getppid())
+    theirs.sendall(encode_frame({"type": "run", "source": _WARM_UP, "names": {"x": 1}}))
+    _answer(ours, _serve(child, ours, receive_frame(ours, JOB_BYTES), None), JOB_BYTES)
 
 
 def _serve(

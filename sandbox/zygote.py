@@ -8,13 +8,16 @@ with two descriptors: the child's end of the call socket and the zygote's end of
 a per-call status socket. On the status socket the zygote sends `forked` (the pid,
 with a pidfd so the pool can SIGKILL it without a pid-reuse race) and later
 `exited` (the signal or exit code, after reaping). The job and its secrets never
-pass through the zygote. When the control socket closes, the zygote kills and
-reaps its children and exits.
+pass through the zygote. Before `ready`, the zygote learns which of its pages a call
+writes (`sandbox.prefault`); each child copies those first. When the control socket
+closes, the zygote kills and reaps its children and exits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import gc
 import importlib
 import os
@@ -25,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from types import ModuleType
 
-from sandbox import confine
+from sandbox import confine, prefault
 from sandbox.framing import (
     FramingError,
     JsonValue,
@@ -36,7 +39,7 @@ from sandbox.framing import (
     send_datagram,
     send_encoded,
 )
-from sandbox.worker import Child, Settings, child_main, warm_up
+from sandbox.worker import Child, Settings, child_main, rehearse, warm_up
 
 __all__ = ["main"]
 
@@ -223,8 +226,13 @@ def main() -> None:
     policy, error = _load(settings)
     network = confine.enter_namespaces()
     plan = confine.Plan.build(settings.cpu_seconds, settings.memory_mb * 1024 * 1024)
+    child = Child(settings, confine.Prepared(plan), policy, os.getpid())
     gc.collect()
     gc.freeze()  # fewer pages copied into each child
+    if policy is not None:
+        pages = prefault.calibrate(functools.partial(rehearse, child))
+        child = dataclasses.replace(child, pages=pages)
+        gc.freeze()
     ready: JsonValue = {
         "type": "ready",
         "pid": os.getpid(),
@@ -232,9 +240,9 @@ def main() -> None:
         "network_namespace": network,
         "landlock": bool(plan.landlock),
         "seccomp": plan.seccomp is not None,
+        "prefault_pages": child.pages.count,
     }
     send_datagram(control, ready)
-    child = Child(settings, confine.Prepared(plan), policy, os.getpid())
     Zygote(control, child).serve()
 
 

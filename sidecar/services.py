@@ -65,7 +65,12 @@ class Services:
             checks["sandbox"] = {"ok": True, "enabled": False}
         else:
             alive = self.sandbox.zygote_pid is not None
-            checks["sandbox"] = {"ok": alive, "enabled": True, "layers": self.sandbox.layers}
+            checks["sandbox"] = {
+                "ok": alive,
+                "enabled": True,
+                "layers": self.sandbox.layers,
+                "prefault_pages": self.sandbox.prefault_pages,
+            }
         return checks
 
 
@@ -205,16 +210,16 @@ async def _open_sandbox(stack: AsyncExitStack, settings: Settings) -> SandboxPoo
             limits, max_concurrency=settings.sandbox_concurrency, max_queue=settings.sandbox_queue
         )
     )
-    _warn_missing_layers(pool.layers)
+    _warn_missing_layers(pool.layers, pool.prefault_pages)
     return pool
 
 
-def _warn_missing_layers(layers: dict[str, bool]) -> None:
+def _warn_missing_layers(layers: dict[str, bool], prefault_pages: int) -> None:
     missing = sorted(name for name, applied in layers.items() if not applied)
     if missing:
         log.warning("sandbox.layers_missing", missing=missing, layers=layers)
     else:
-        log.info("sandbox.ready", layers=layers)
+        log.info("sandbox.ready", layers=layers, prefault_pages=prefault_pages)
 
 
 async def check_manifest_code(

@@ -136,3 +136,4 @@ async def test_readiness_reports_the_sandbox_layers(client: httpx.AsyncClient) -
     checks = (await client.get("/readyz")).json()["checks"]
     assert checks["sandbox"]["enabled"] is True
     assert set(checks["sandbox"]["layers"]) >= {"rlimits", "seccomp", "network_namespace"}
+    assert isinstance(checks["sandbox"]["prefault_pages"], int)

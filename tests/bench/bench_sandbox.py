@@ -131,6 +131,7 @@ def _baseline() -> list[float]:
 async def _pool_figures() -> None:
     async with SandboxPool(SandboxLimits(), max_concurrency=CONCURRENCY) as pool:
         layers = pool.layers
+        prefault_pages = pool.prefault_pages
         back_to_back = await _latencies(pool, 0.0)
         paced = await _latencies(pool, PAUSE)
         rate = await _throughput(pool)
@@ -151,6 +152,7 @@ async def _pool_figures() -> None:
         f" private {child['Private'] / 1024:.1f} MiB (the rest is shared with the zygote)"
     )
     print("layers: " + ", ".join(f"{name}={value}" for name, value in layers.items()))
+    print(f"pages each child copies as soon as it is forked (pre-faulting): {prefault_pages}")
 
 
 def main() -> None:

@@ -56,7 +56,11 @@ _FINAL = frozenset({"result", "error", "compiled", "probe", "raw"})
 
 
 class SandboxPool:
-    """Runs tool code in confined processes forked from one zygote."""
+    """Runs tool code in confined processes forked from one zygote.
+
+    `prefault=False` leaves a child's pages to be copied when first written instead
+    of up front (`sandbox.prefault`): for comparison in the benchmark.
+    """
 
     def __init__(
         self,
@@ -65,6 +69,7 @@ class SandboxPool:
         max_concurrency: int = 4,
         max_queue: int = 64,
         allow_raw_python_for_tests: bool = False,
+        prefault: bool = True,
     ) -> None:
         self._limits = limits
         self._settings = Settings(
@@ -75,6 +80,7 @@ class SandboxPool:
             max_message_bytes=limits.max_message_bytes,
             policy_module="sandbox.policy",
             allow_raw_python=allow_raw_python_for_tests,
+            prefault=prefault,
         )
         self._slots = anyio.Semaphore(max_concurrency, fast_acquire=True)
         self._max_queue = max_queue

@@ -55,6 +55,7 @@ class Settings:
     max_message_bytes: int
     policy_module: str
     allow_raw_python: bool = False
+    prefault: bool = True
 
     def to_message(self) -> dict[str, JsonValue]:
         """The `config` message."""
@@ -67,11 +68,14 @@ class Settings:
             raise ValueError("expected a config message")
         numbers = {name: message.get(name) for name in _NUMBERS}
         module, raw = message.get("policy_module"), message.get("allow_raw_python")
+        prefault = message.get("prefault")
         if not all(type(value) is int for value in numbers.values()):
             raise ValueError("malformed config message")
         if not isinstance(module, str) or not isinstance(raw, bool):
             raise ValueError("malformed config message")  # noqa: TRY004 - a bad message
-        return cls(**numbers, policy_module=module, allow_raw_python=raw)  # type: ignore[arg-type]
+        if not isinstance(prefault, bool):
+            raise ValueError("malformed config message")  # noqa: TRY004 - a bad message
+        return cls(**numbers, policy_module=module, allow_raw_python=raw, prefault=prefault)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

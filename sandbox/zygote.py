@@ -229,7 +229,7 @@ def main() -> None:
     child = Child(settings, confine.Prepared(plan), policy, os.getpid())
     gc.collect()
     gc.freeze()  # fewer pages copied into each child
-    if policy is not None:
+    if policy is not None and settings.prefault:
         pages = prefault.calibrate(functools.partial(rehearse, child))
         child = dataclasses.replace(child, pages=pages)
         gc.freeze()

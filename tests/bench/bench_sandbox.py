@@ -5,7 +5,9 @@ compile and run under the policy, JSON answer), 500 runs after a warm-up, back t
 back and paced (a short pause between calls, as calls arrive in a service). Baseline
 in the same run: `python -c` per call. Targets: pool p50 <= 3 ms and >= 5x faster
 than `python -c`. Also throughput at concurrency 4, the zygote's memory and one
-child's. Run with `python -m tests.bench` or `python -m tests.bench.bench_sandbox`.
+child's, and the same latencies with and without pre-faulting (`sandbox.prefault`),
+measured in interleaved rounds. Run with `python -m tests.bench` or
+`python -m tests.bench.bench_sandbox`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ PAUSE = 0.005
 BASELINE_RUNS = 50
 THROUGHPUT_SECONDS = 5.0
 CONCURRENCY = 4
+COMPARE_ROUNDS = 4
 P50_TARGET_MS = 3.0
 RATIO_TARGET = 5.0
 
@@ -37,11 +40,11 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def _latencies(pool: SandboxPool, pause: float) -> list[float]:
+async def _latencies(pool: SandboxPool, pause: float, runs: int = RUNS) -> list[float]:
     for _ in range(WARM_UP):
         await pool.run(SOURCE, NAMES, timeout=10)
     times: list[float] = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         if pause:
             await anyio.sleep(pause)
         start = time.perf_counter()
@@ -128,6 +131,28 @@ def _baseline() -> list[float]:
     return times
 
 
+async def _without_prefault(with_it: SandboxPool) -> list[str]:
+    """Back to back and paced p50 with and without pre-faulting, in interleaved rounds."""
+    times: dict[tuple[bool, float], list[float]] = {}
+    async with SandboxPool(SandboxLimits(), max_concurrency=CONCURRENCY, prefault=False) as pool:
+        for _ in range(COMPARE_ROUNDS):
+            for prefaulting, subject in ((True, with_it), (False, pool)):
+                for pause in (0.0, PAUSE):
+                    runs = RUNS // COMPARE_ROUNDS
+                    times.setdefault((prefaulting, pause), []).extend(
+                        await _latencies(subject, pause, runs)
+                    )
+    lines = []
+    for pause, label in ((0.0, "back to back"), (PAUSE, f"paced {PAUSE * 1000:g} ms")):
+        with_p50 = _percentile(times[True, pause], 0.5) * 1000
+        without_p50 = _percentile(times[False, pause], 0.5) * 1000
+        lines.append(
+            f"pre-faulting, {label}: p50 {with_p50:.2f} ms with it, {without_p50:.2f} ms without"
+            f" ({with_p50 / without_p50:.2f}x), {COMPARE_ROUNDS} interleaved rounds"
+        )
+    return lines
+
+
 async def _pool_figures() -> None:
     async with SandboxPool(SandboxLimits(), max_concurrency=CONCURRENCY) as pool:
         layers = pool.layers
@@ -136,6 +161,7 @@ async def _pool_figures() -> None:
         paced = await _latencies(pool, PAUSE)
         rate = await _throughput(pool)
         zygote, child = await _memory(pool)
+        comparison = await _without_prefault(pool)
     baseline = statistics.median(_baseline()) * 1000
     for label, times in (("back to back", back_to_back), (f"paced {PAUSE * 1000:g} ms", paced)):
         p50, p95 = _percentile(times, 0.5) * 1000, _percentile(times, 0.95) * 1000
@@ -153,6 +179,7 @@ async def _pool_figures() -> None:
     )
     print("layers: " + ", ".join(f"{name}={value}" for name, value in layers.items()))
     print(f"pages each child copies as soon as it is forked (pre-faulting): {prefault_pages}")
+    print("\n".join(comparison))
 
 
 def main() -> None:

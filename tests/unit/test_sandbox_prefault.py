@@ -160,3 +160,11 @@ async def test_the_zygote_calibrates_and_each_child_copies_those_pages_first() -
         assert seen.result >= pool.prefault_pages
         outcome = await pool.run("result = sum(numbers)", {"numbers": [1, 2, 3]}, timeout=10)
     assert outcome == SandboxRun(6, "")
+
+
+@pytest.mark.anyio
+async def test_a_pool_without_prefaulting_copies_nothing_up_front_and_still_answers() -> None:
+    async with SandboxPool(SandboxLimits(), max_concurrency=1, prefault=False) as pool:
+        assert pool.prefault_pages == 0
+        outcome = await pool.run("result = sum(numbers)", {"numbers": [1, 2, 3]}, timeout=10)
+    assert outcome == SandboxRun(6, "")

@@ -8,8 +8,8 @@ too. Each child serves one call and is SIGKILLed through its pidfd when the call
 ends (answered, out of time, cancelled or broken), so a slot is free at once and
 the zygote reaps. One spare child is forked, has copied the pages a call writes
 (`sandbox.prefault`) and is confined ahead of time, so a call rarely waits for any
-of that; it holds no job until a call takes it. A zygote found dead
-is replaced on the next call; the calls it was serving end as `crashed`.
+of that; it holds no job until a call takes it. A zygote found dead is replaced on
+the next call; the calls it was serving end as `crashed`.
 """
 
 from __future__ import annotations

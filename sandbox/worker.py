@@ -75,7 +75,8 @@ class Settings:
             raise ValueError("malformed config message")  # noqa: TRY004 - a bad message
         if not isinstance(prefault, bool):
             raise ValueError("malformed config message")  # noqa: TRY004 - a bad message
-        return cls(**numbers, policy_module=module, allow_raw_python=raw, prefault=prefault)  # type: ignore[arg-type]
+        flags = {"allow_raw_python": raw, "prefault": prefault}
+        return cls(**numbers, policy_module=module, **flags)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

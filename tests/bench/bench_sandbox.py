@@ -21,6 +21,7 @@ from pathlib import Path
 import anyio
 
 from sandbox import JsonValue, SandboxLimits, SandboxPool, SandboxRun
+from tests.support.processes import children
 
 SOURCE = "total = 0\nfor n in numbers:\n    total += n\nresult = {'total': total}\n"
 NAMES: dict[str, JsonValue] = {"numbers": [1, 2, 3, 4]}
@@ -86,19 +87,6 @@ def _status(pid: int) -> dict[str, int]:
     return fields
 
 
-def _children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) == parent:
-                found.append(int(entry.name))
-    return found
-
-
 async def _memory(pool: SandboxPool) -> tuple[dict[str, int], dict[str, int]]:
     """The zygote's memory, and that of the child running a call (seen mid-call)."""
     zygote = pool.zygote_pid
@@ -106,7 +94,7 @@ async def _memory(pool: SandboxPool) -> tuple[dict[str, int], dict[str, int]]:
     seen: dict[str, int] = {}
 
     async def look(request: dict[str, JsonValue]) -> dict[str, JsonValue]:
-        for pid in _children(zygote):
+        for pid in children(zygote):
             try:
                 found = _status(pid)
             except OSError:

@@ -9,12 +9,12 @@ import resource
 import struct
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from sandbox import RawRun, SandboxLimits, SandboxPool, SandboxRun, prefault
 from sandbox.prefault import Pages, calibrate
+from tests.support.processes import children
 
 PAGE = mmap.PAGESIZE
 PAGES = 32
@@ -119,27 +119,14 @@ def _stuck(keep: tuple[int, ...]) -> None:
 def test_a_workload_that_fails_or_hangs_gives_no_pages_and_leaves_no_process(
     workload: Callable[[tuple[int, ...]], None],
 ) -> None:
-    before = _children()
+    before = children(os.getpid())
     started = time.monotonic()
     pages = calibrate(workload, timeout=0.5)
     assert pages.count == 0
     assert pages.populate() is False  # nothing to copy: the child goes on as before
     assert time.monotonic() - started < 10
-    assert _children() <= before  # the watcher it forked is reaped (and took its child along)
-
-
-def _children() -> set[int]:
-    """Our child processes, zombies included."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == os.getpid():
-                found.add(int(entry.name))
-    return found
+    # The watcher it forked is reaped (and took its own child along).
+    assert children(os.getpid()) <= before
 
 
 @needs_populate

@@ -23,6 +23,7 @@ from sandbox import (
     SandboxPool,
     SandboxRun,
 )
+from tests.support.processes import processes
 
 pytestmark = pytest.mark.anyio
 
@@ -45,22 +46,8 @@ IS_SOCKET = (
 )
 
 
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, state) of every process, from /proc."""
-    found: dict[int, tuple[int, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # gone meanwhile
-        found[int(entry.name)] = (int(fields[1]), fields[0])
-    return found
-
-
 def _descendants(root: int) -> set[int]:
-    table = _processes()
+    table = processes()
     found: set[int] = set()
     frontier = {root}
     while frontier:
@@ -70,7 +57,7 @@ def _descendants(root: int) -> set[int]:
 
 
 def _zombies_of(parent: int) -> set[int]:
-    return {pid for pid, (ppid, state) in _processes().items() if ppid == parent and state == "Z"}
+    return {pid for pid, (ppid, state) in processes().items() if ppid == parent and state == "Z"}
 
 
 def _assert_nothing_left(zygote: int | None) -> None:

@@ -293,7 +293,7 @@ class HttpError(Exception):
         self.code = code
 
 
-def _text_pairs(value: object, what: str) -> dict[str, str] | None:
+def _text_pairs(value: object, what: str, *, lines: bool = False) -> dict[str, str] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -303,7 +303,7 @@ def _text_pairs(value: object, what: str) -> dict[str, str] | None:
         if type(key) is not str or type(item) not in (str, int, float):
             raise TypeError(f"http {what}= must map strings to strings or numbers")
         text = str(item)
-        if "\r" in text or "\n" in text or "\r" in key or "\n" in key:
+        if not lines and ("\r" in text or "\n" in text or "\r" in key or "\n" in key):
             raise ValueError(f"http {what}= must not contain line breaks")
         pairs[key] = text
     return pairs
@@ -348,11 +348,13 @@ class HttpHelper:
                 request["json"] = plain_json(json, root="json", max_depth=64)
             except NotPlainJson as exc:
                 raise TypeError(f"http json= must be plain JSON: {exc}") from None
-        if data is not None:
+        if isinstance(data, dict):
+            request["form"] = _text_pairs(data, "data", lines=True)  # type: ignore[assignment]
+        elif data is not None:
             if isinstance(data, bytes):
                 data = data.decode("utf-8")
             if type(data) is not str:
-                raise TypeError("http data= must be a string")
+                raise TypeError("http data= must be a string or a dict of form fields")
             request["data"] = data
         return _answer(self._call(request))
 

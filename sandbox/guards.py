@@ -291,11 +291,6 @@ def _apply(function: Callable[..., object], *args: object, **kwargs: object) -> 
     return function(*args, **kwargs)
 
 
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 class NotPlainJson(ValueError):
     """A value that is not plain JSON; the message names the path."""
 
@@ -337,8 +332,8 @@ def plain_json(
             out: dict[str, JsonValue] = {}
             for key, child in dict.items(cast(dict[object, object], item)):
                 if type(key) is not str:
-                    raise fail(f"dict key {_short(key)} is not a string")
-                path.append(f".{key}" if key.isidentifier() else f"[{_short(key)}]")
+                    raise fail(f"dict key {key!r} is not a string")
+                path.append(f".{key}" if key.isidentifier() else f"[{key!r}]")
                 out[key] = walk(child, depth + 1)
                 path.pop()
             return out

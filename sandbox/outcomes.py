@@ -69,11 +69,16 @@ DEFAULT_LIMITS = SandboxLimits()
 
 @dataclass(frozen=True)
 class SandboxFailure:
-    """The code failed; `kind` is one of `FAILURE_KINDS`."""
+    """The code failed; `kind` is one of `FAILURE_KINDS`.
+
+    `cut`: the message was longer than a child sends and ends where it was cut, maybe
+    inside a secret; whoever shows it must mask such a tail.
+    """
 
     kind: str
     message: str
     line: int | None = None
+    cut: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,9 @@ def failure_from(answer: dict[str, JsonValue]) -> SandboxFailure:
         return SandboxFailure("crashed", "the sandboxed process sent an unexpected message")
     if kind not in _CLAIMABLE:
         return SandboxFailure("crashed", "the sandboxed process sent an unexpected message")
-    return SandboxFailure(str(kind), message, line if type(line) is int else None)
+    return SandboxFailure(
+        str(kind), message, line if type(line) is int else None, answer.get("cut") is True
+    )
 
 
 def timed_out(timeout: float) -> SandboxFailure:

@@ -60,7 +60,10 @@ __all__ = [
 
 TOOL_FILENAME: Final = "<tool>"
 MAX_SOURCE_BYTES: Final = 262_144
-_MAX_MESSAGE_CHARS = 1_000
+# Compile errors quote only the source, which never holds a call's variables, so
+# they are cut here. Messages of a run quote its values (secrets among them): they
+# leave whole, and the service redacts them before it cuts them.
+_MAX_COMPILE_MESSAGE_CHARS = 1_000
 
 
 @dataclass(frozen=True)
@@ -254,7 +257,7 @@ def _runtime_error(exc: BaseException) -> PolicyError:
         text = str(exc)
     except Exception:  # noqa: BLE001 - a message that cannot be printed is still an error
         text = "<unprintable message>"
-    message = f"{type(exc).__name__}: {_clip(text)}" if text else type(exc).__name__
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     if line is not None:
         message += f" (line {line})"
     return PolicyError("runtime_error", message, line)
@@ -275,13 +278,12 @@ def _result(value: object, limits: PolicyLimits) -> JsonValue:
     except OverflowError:
         raise too_big from None
     except ValueError as exc:  # an int too long to print, a lone surrogate
-        raise PolicyError(
-            "invalid_result", f"result must be plain JSON: {_clip(str(exc))}"
-        ) from None
+        raise PolicyError("invalid_result", f"result must be plain JSON: {exc}") from None
     if size > limits.max_result_bytes:
         raise too_big
     return plain
 
 
-def _clip(text: str, limit: int = _MAX_MESSAGE_CHARS) -> str:
+def _clip(text: str, limit: int = _MAX_COMPILE_MESSAGE_CHARS) -> str:
+    """A compile error cut to `limit` (only for text made of the source)."""
     return text if len(text) <= limit else text[: limit - 3] + "..."

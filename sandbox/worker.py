@@ -31,6 +31,10 @@ _WARM_UP = 'import json\nprint("warm", x)\nresult = {"a": [x, 2.5, "s", json.dum
 # A spare waits this long for a job before it warms up: when calls come back to back,
 # the job usually arrives sooner, and warming up would only take CPU from the call.
 _IDLE_SECONDS = 0.002
+# The longest error message a child sends. A run's messages quote its values (secrets
+# among them): one cut here says so (`cut`), so that the service masks a secret the
+# cut runs through before it cuts the message again for the caller.
+_MAX_MESSAGE_CHARS = 65_536
 _EXIT_FAILED = 70
 _EXIT_HUNG_UP = 71
 
@@ -259,4 +263,8 @@ def _answer(call: socket.socket, answer: dict[str, JsonValue], max_bytes: int) -
 
 
 def _error(kind: str, message: str, line: int | None = None) -> dict[str, JsonValue]:
-    return {"type": "error", "kind": kind, "message": message, "line": line}
+    answer: dict[str, JsonValue] = {"type": "error", "kind": kind, "line": line}
+    if len(message) > _MAX_MESSAGE_CHARS:
+        answer["cut"] = True
+    answer["message"] = message[:_MAX_MESSAGE_CHARS]
+    return answer

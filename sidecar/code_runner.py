@@ -35,4 +35,4 @@ class SandboxCodeRunner:
 
 
 def _failed(failure: SandboxFailure) -> CodeOutcome:
-    return CodeOutcome(failure=failure.kind, message=failure.message)
+    return CodeOutcome(failure=failure.kind, message=failure.message, message_cut=failure.cut)

@@ -57,6 +57,9 @@ __all__ = [
 
 log = get_logger("sidecar.execution")
 NO_SECRETS = Redactor.empty()
+# The longest error message a caller (and the model) reads; longer ones are redacted
+# whole, then cut.
+MAX_ERROR_CHARS = 2_000
 
 
 def new_call_id() -> str:
@@ -154,7 +157,7 @@ class Executor:
         try:
             resolved = await self._registry.resolve(call.reference, call.variables)
         except SidecarError as exc:  # its message may quote the reference, made by the caller
-            exc.message = request_redactor(call).redact(exc.message)
+            exc.message = request_redactor(call).cut(exc.message, MAX_ERROR_CHARS, marker="...")
             raise
         secrets = [*secret_values(call.variables), *resolved.held_secrets]
         redactor = Redactor(secrets) if secrets else NO_SECRETS
@@ -189,12 +192,13 @@ class Executor:
                 renderer=self._renderer,
                 code=self._code,
                 mcp=self._mcp,
-                contains_secret=redactor.finds,
+                mask=redactor,
             )
             with self._deadlines.guard(deadline):
                 output = await tool.run(arguments, ctx)
         except ToolError as exc:
-            return Failed(exc.code, redactor.redact(exc.message), getattr(exc, "param", None))
+            message = redactor.cut(exc.message, MAX_ERROR_CHARS, marker="...")
+            return Failed(exc.code, message, getattr(exc, "param", None))
         except TimeoutError:
             return Failed("tool_timeout", f"the tool did not finish within {budget:.3g} s")
         except Exception:  # the pipeline is an edge: a broken tool must not take a batch down

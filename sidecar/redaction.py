@@ -2,10 +2,17 @@
 
 A `Redactor` is built once per call from the secrets the call may see. It registers
 each secret's exact value plus the encodings it commonly leaks in (JSON, `repr`,
-URL, HTML, base64 in its three byte alignments, each line of a multi-line value),
-finds every occurrence with one Aho-Corasick pass, merges overlapping and adjacent
-occurrences and replaces each merged run by `MASK`. `StreamRedactor` does the same
-over a stream of chunks, holding back at most `longest - 1` characters.
+URL, HTML and XML entities in their usual spellings, shell quoting, base64 in its
+three byte alignments, each line of a multi-line value), finds every occurrence with
+one Aho-Corasick pass, merges overlapping and adjacent occurrences and replaces each
+merged run by `MASK`. `StreamRedactor` does the same over a stream of chunks,
+holding back at most `longest - 1` characters.
+
+Shortening text follows one rule: redact the whole text, then cut (`Redactor.cut`).
+Cutting first can split a secret so that the part left no longer matches, and a
+readable prefix leaves. Where the text was cut before the service saw it whole (a
+capped read, a stream that ended early), the tail that could begin a secret is
+masked as well (`Redactor.redact_truncated`, `StreamRedactor.close(truncated=True)`).
 
 Best effort against accidental leaks, like the CI maskers it copies: a secret that
 is transformed in any other way (reversed, split, re-encoded twice) gets through.
@@ -16,13 +23,14 @@ from __future__ import annotations
 import base64
 import codecs
 import html
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import quote, quote_plus
 
 import ahocorasick
 
-from tools.base import JsonValue
+from tools.base import JsonValue, shorten
 
 __all__ = ["MASK", "Redactor", "StreamRedactor"]
 
@@ -31,6 +39,19 @@ MASK = "***"
 # Short derived needles would mask unrelated text (a 4-char base64 run is common).
 _MIN_DERIVED = 6
 _URLSAFE = str.maketrans("+/", "-_")
+# A cut text's tail this long that begins a needle is masked. Shorter tails are not
+# worth hiding (they would mask common letters at the end of many cut texts), and at
+# this length the mask is never longer than what it hides, so a cap still holds.
+_MIN_PARTIAL = len(MASK)
+# What a decoder leaves where a cut went through a multi-byte character.
+_REPLACEMENT = "\ufffd"
+# The spellings of a quote in HTML and XML text: raw (escaped elsewhere only), named,
+# decimal, hexadecimal. An encoder uses one spelling per character throughout.
+_APOSTROPHES = ("'", "&apos;", "&#39;", "&#x27;")
+_QUOTES = ('"', "&quot;", "&#34;", "&#x22;")
+# Shell quoting of a value holding a quote: `shlex.quote` closes the single-quoted
+# string, adds a double-quoted quote and reopens it; the other POSIX idiom escapes it.
+_SHELL_QUOTES = ("'\"'\"'", "'\\''")
 
 # pyahocorasick finds a node's child by a linear scan in insertion order, so most of
 # the scan time goes to looking up text characters among the root's children. Adding
@@ -61,6 +82,24 @@ def _base64_forms(raw: bytes) -> Iterable[str]:
         yield piece.translate(_URLSAFE)
 
 
+def _entity_forms(secret: str) -> Iterable[str]:
+    """The secret as HTML or XML text: `&`, `<`, `>` named, each quote in each spelling."""
+    if not any(char in secret for char in "&<>\"'"):
+        return
+    base = html.escape(secret, quote=False)
+    apostrophes = _APOSTROPHES if "'" in secret else _APOSTROPHES[:1]
+    quotes = _QUOTES if '"' in secret else _QUOTES[:1]
+    for apostrophe, quote_mark in itertools.product(apostrophes, quotes):
+        yield base.replace("'", apostrophe).replace('"', quote_mark)
+
+
+def _shell_forms(secret: str) -> Iterable[str]:
+    """The secret inside a single-quoted shell word (`shlex.quote` and `'\\''`)."""
+    if "'" in secret:
+        for escaped in _SHELL_QUOTES:
+            yield secret.replace("'", escaped)
+
+
 def _needles(secret: str) -> set[str]:
     """Every string registered for one secret: the value and its derived forms."""
     if not secret:
@@ -74,7 +113,8 @@ def _needles(secret: str) -> set[str]:
         quote(raw),
         quote_plus(raw),
         html.escape(secret),
-        html.escape(secret, quote=False),
+        *_entity_forms(secret),
+        *_shell_forms(secret),
         *_base64_forms(raw),
     }
     lines = secret.splitlines()
@@ -162,6 +202,36 @@ class Redactor:
         pieces.append(text[pos:])
         return "".join(pieces)
 
+    def cut(
+        self, text: str, limit: int, *, size: Callable[[str], int] = len, marker: str = ""
+    ) -> str:
+        """`text` redacted whole, then cut to its longest start that fits `limit`.
+
+        `size` measures the result (characters by default; UTF-8 or JSON bytes where
+        a cap counts those); `marker` ends a text that was cut (`"..."`) and counts.
+        """
+        return shorten(self.redact(text), limit, size=size, marker=marker)
+
+    def redact_truncated(self, text: str) -> str:
+        """`text`, cut at its end before it reached us, with any secret in it masked.
+
+        A tail that could begin a secret (the start of a needle, a replacement
+        character left by a cut through a multi-byte character after it) is masked too.
+        """
+        redacted = self.redact(text)
+        start = self._open_tail(redacted)
+        return redacted if start is None else redacted[:start] + MASK
+
+    def _open_tail(self, text: str) -> int | None:
+        """Where the longest tail of `text` that begins a needle starts (None: no such tail)."""
+        if self._automaton is None:
+            return None
+        end = len(text.rstrip(_REPLACEMENT))
+        for length in range(min(self._longest - 1, end), _MIN_PARTIAL - 1, -1):
+            if self._automaton.match(text[end - length : end]):
+                return end - length
+        return None
+
     def finds(self, text: str) -> bool:
         """Whether any secret, in any of its registered forms, occurs in `text`."""
         if self._automaton is None:
@@ -182,18 +252,20 @@ class Redactor:
 
     def stream(self) -> StreamRedactor:
         """A new streaming redactor sharing this redactor's needles."""
-        return StreamRedactor(self._automaton, max(self._longest - 1, 0))
+        return StreamRedactor(self, max(self._longest - 1, 0))
 
 
 class StreamRedactor:
     """Redacts a text stream chunk by chunk; the joined output equals `redact(whole)`.
 
-    Get one from `Redactor.stream()`. Call `close()` at the end and also on error or
-    cancellation, so the held-back tail is not lost.
+    Get one from `Redactor.stream()`. Call `close()` at the end, and `close(truncated=True)`
+    on error or cancellation, so the held-back tail is not lost and no part of a secret
+    that was cut off leaves.
     """
 
-    def __init__(self, automaton: ahocorasick.Automaton | None, holdback: int) -> None:
-        self._automaton = automaton
+    def __init__(self, redactor: Redactor, holdback: int) -> None:
+        self._redactor = redactor
+        self._automaton = redactor._automaton
         self._holdback = holdback
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._tail = ""  # the last `holdback` characters fed
@@ -227,13 +299,19 @@ class StreamRedactor:
         """Like `feed`, for UTF-8 bytes that may split a character across chunks."""
         return self.feed(self._decoder.decode(chunk))
 
-    def close(self) -> str:
-        """Flush everything held back; later calls return ""."""
+    def close(self, *, truncated: bool = False) -> str:
+        """Flush everything held back; later calls return "".
+
+        `truncated`: the stream did not end but was cut (an error, a cancel, a cap),
+        so a held-back tail that could begin a secret is masked instead of flushed.
+        """
         if self._closed:
             return ""
         out = self.feed(self._decoder.decode(b"", final=True))
         self._closed = True
-        return out + self._emit(self._end, self._tail, self._end - len(self._tail))
+        rest = out + self._emit(self._end, self._tail, self._end - len(self._tail))
+        start = self._redactor._open_tail(rest) if truncated else None
+        return rest if start is None else rest[:start] + MASK
 
     def _emit(self, settled: int, text: str, base: int) -> str:
         """Emit up to absolute index `settled`; `text` holds the input from `base` on."""

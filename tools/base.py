@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, TypeAlias, runtime_checkable
 
 import httpx
 
 __all__ = [
+    "NO_SECRETS",
     "Binding",
     "CodeOutcome",
     "CodeRunner",
@@ -46,6 +47,7 @@ __all__ = [
     "Renderer",
     "Secret",
     "SecretEgressDenied",
+    "SecretMask",
     "Tool",
     "ToolContext",
     "ToolError",
@@ -54,6 +56,7 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "VariableValue",
+    "shorten",
 ]
 
 JsonValue: TypeAlias = dict[str, "JsonValue"] | list["JsonValue"] | str | int | float | bool | None
@@ -249,6 +252,7 @@ class CodeOutcome:
     stdout: str = ""
     failure: str | None = None  # compile_error, runtime_error, timeout, memory_limit, ...
     message: str = ""
+    message_cut: bool = False  # the message ends where the sandbox cut it
 
 
 class CodeRunner(Protocol):
@@ -321,6 +325,71 @@ class McpConnector(Protocol):
         ...
 
 
+def shorten(text: str, limit: int, *, size: Callable[[str], int] = len, marker: str = "") -> str:
+    """The longest start of `text` that fits `limit` by `size`, `marker` added when cut.
+
+    `size` counts characters or bytes (never fewer than the characters). This is the
+    cutting step of `SecretMask.cut`: text that may hold a secret is cut through a
+    mask, which redacts the whole text first.
+    """
+    if size(text) <= limit:
+        return text
+    room = max(limit - size(marker), 0)
+    if size is len:
+        return text[:room] + marker
+    low, high = 0, min(len(text), room)  # the longest start whose size fits
+    while low < high:
+        middle = (low + high + 1) // 2
+        if size(text[:middle]) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + marker
+
+
+class SecretMask(Protocol):
+    """The call's secrets as a tool may use them: to find, mask and safely cut text."""
+
+    def finds(self, text: str) -> bool:
+        """Whether a secret (in one of its encodings) occurs in `text`."""
+        ...
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret masked."""
+        ...
+
+    def redact_truncated(self, text: str) -> str:
+        """`text`, cut before the tool saw it whole, masked; a tail that may begin a secret too."""
+        ...
+
+    def cut(
+        self, text: str, limit: int, *, size: Callable[[str], int] = len, marker: str = ""
+    ) -> str:
+        """`text` redacted whole, then cut to fit `limit` (measured by `size`)."""
+        ...
+
+
+class _NoSecrets:
+    """The mask of a call that holds no secret: text passes, cuts are plain cuts."""
+
+    def finds(self, text: str) -> bool:
+        return False
+
+    def redact(self, text: str) -> str:
+        return text
+
+    def redact_truncated(self, text: str) -> str:
+        return text
+
+    def cut(
+        self, text: str, limit: int, *, size: Callable[[str], int] = len, marker: str = ""
+    ) -> str:
+        return shorten(text, limit, size=size, marker=marker)
+
+
+NO_SECRETS: SecretMask = _NoSecrets()
+
+
 @dataclass(frozen=True)
 class ToolContext:
     """What a tool receives for one call."""
@@ -332,7 +401,7 @@ class ToolContext:
     renderer: Renderer
     code: CodeRunner | None = None
     mcp: McpConnector | None = None
-    contains_secret: Callable[[str], bool] = field(default=lambda text: False)
+    mask: SecretMask = NO_SECRETS
 
 
 @runtime_checkable

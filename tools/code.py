@@ -13,11 +13,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tools.base import (
+    NO_SECRETS,
     CodeOutcome,
     FunctionDefinition,
     JsonObject,
     JsonValue,
     Secret,
+    SecretMask,
     ToolContext,
     ToolError,
     ToolOutput,
@@ -48,9 +50,15 @@ class CodeSpec(BaseModel):
         return check_object_schema(value)
 
 
-def sandbox_error(outcome: CodeOutcome) -> ToolError:
-    """The typed error of a failed run: `sandbox_<kind>`."""
-    return ToolError(outcome.message, code=f"sandbox_{outcome.failure}")
+def sandbox_error(outcome: CodeOutcome, mask: SecretMask = NO_SECRETS) -> ToolError:
+    """The typed error of a failed run: `sandbox_<kind>`.
+
+    A message the sandbox cut may end inside a secret: `mask` masks that tail.
+    """
+    message = outcome.message
+    if outcome.message_cut:
+        message = mask.redact_truncated(message) + "..."
+    return ToolError(message, code=f"sandbox_{outcome.failure}")
 
 
 class CodeTool:
@@ -92,5 +100,5 @@ class CodeTool:
             # noticed first.
             raise TimeoutError
         if outcome.failure is not None:
-            raise sandbox_error(outcome)
+            raise sandbox_error(outcome, ctx.mask)
         return ToolResult({"result": outcome.result, "stdout": outcome.stdout})

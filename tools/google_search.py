@@ -201,10 +201,13 @@ class GoogleSearchTool:
         self, failure: SearchFailure, status: int, where: str, ctx: ToolContext
     ) -> str:
         message = f"{where} answered {status}"
-        detail = plain_text(failure.detail)[:MAX_DETAIL_CHARS]
-        # The message is the backend's; one that quotes the key is not passed on.
+        detail = plain_text(failure.detail)
+        # The message is the backend's; one that quotes the key is not passed on. The
+        # whole message is checked before it is cut, so a cut cannot hide a key.
         if detail and self._quotes_a_secret(detail, ctx):
             detail = "(its message is withheld: it quoted the key)"
+        else:
+            detail = ctx.mask.cut(detail, MAX_DETAIL_CHARS)
         if detail:
             message += f": {detail}"
         if failure.hint:
@@ -213,7 +216,7 @@ class GoogleSearchTool:
 
     def _quotes_a_secret(self, text: str, ctx: ToolContext) -> bool:
         secrets = self._backend.secrets if self._backend is not None else ()
-        return ctx.contains_secret(text) or any(s and s in text for s in secrets)
+        return ctx.mask.finds(text) or any(s and s in text for s in secrets)
 
 
 def _json(body: bytes, *, ok: bool, where: str) -> JsonValue:

@@ -27,6 +27,7 @@ from tools.base import (
     JsonObject,
     Secret,
     SecretEgressDenied,
+    SecretMask,
     ToolContext,
     ToolResult,
     UpstreamError,
@@ -182,7 +183,7 @@ class HttpTool:
             raise TimeoutError
         try:
             with anyio.fail_after(timeout):
-                return ToolResult(await self._exchange(ctx.http, prepared))
+                return ToolResult(await self._exchange(ctx, prepared))
         except (httpx.TimeoutException, TimeoutError):
             if timeout < own_limit:
                 # The call's deadline ran out, not the tool's own limit: the
@@ -190,7 +191,7 @@ class HttpTool:
                 raise TimeoutError from None
             raise UpstreamTimeout(f"{host} did not answer within {timeout:g} s") from None
         except httpx.RequestError as exc:
-            reason = _describe(exc, prepared.secrets)
+            reason = _describe(exc, ctx.mask, prepared.secrets)
             raise UpstreamError(f"request to {host} failed: {reason}") from None
 
     def _bindings(
@@ -255,10 +256,10 @@ class HttpTool:
             carries_secret = carries_secret or rendered.used_secret
         return headers, carries_secret or bool(encrypted), tuple(encrypted)
 
-    async def _exchange(self, client: httpx.AsyncClient, prepared: _Prepared) -> JsonObject:
+    async def _exchange(self, ctx: ToolContext, prepared: _Prepared) -> JsonObject:
         request, origin, hops = prepared.request, _origin(prepared.request.url), 0
         while True:
-            response = await client.send(request, stream=True, follow_redirects=False)
+            response = await ctx.http.send(request, stream=True, follow_redirects=False)
             try:
                 nxt = response.next_request
                 if (
@@ -267,7 +268,7 @@ class HttpTool:
                     # A secret must not travel to another origin.
                     or (prepared.carries_secret and _origin(nxt.url) != origin)
                 ):
-                    return await read_result(response, self.max_response_bytes)
+                    return await read_result(response, self.max_response_bytes, ctx.mask)
             finally:
                 await response.aclose()
             request, hops = nxt, hops + 1
@@ -279,9 +280,11 @@ def _where(url: httpx.URL, secrets: tuple[str, ...]) -> str:
     return "the upstream host" if any(s and s in where for s in secrets) else f"host {where!r}"
 
 
-def _describe(exc: httpx.RequestError, secrets: tuple[str, ...]) -> str:
+def _describe(exc: httpx.RequestError, mask: SecretMask, secrets: tuple[str, ...]) -> str:
     kind = next((k for t, k in _FAILURE_KINDS if isinstance(exc, t)), type(exc).__name__)
-    detail = str(exc)[:200]
-    if not detail or any(s and s in detail for s in secrets) or "?" in detail or "@" in detail:
+    detail = str(exc)
+    # A detail that quotes a secret, a query or credentials is left out altogether.
+    quotes_secret = mask.finds(detail) or any(s and s in detail for s in secrets)
+    if not detail or quotes_secret or "?" in detail or "@" in detail:
         return kind
-    return f"{kind} ({detail})"
+    return f"{kind} ({mask.cut(detail, 200, marker='...')})"

@@ -10,7 +10,7 @@ from typing import cast
 
 import httpx
 
-from tools.base import JsonObject, JsonValue
+from tools.base import JsonObject, JsonValue, SecretMask
 
 __all__ = ["SAFE_HEADERS", "parse_body", "read_capped", "read_result", "safe_headers"]
 
@@ -74,11 +74,22 @@ def _decode(content: bytes, charset: str | None) -> str:
 
 
 def parse_body(
-    content: bytes, content_type: str, charset: str | None, *, truncated: bool
+    content: bytes,
+    content_type: str,
+    charset: str | None,
+    *,
+    truncated: bool,
+    mask: SecretMask,
 ) -> JsonValue:
-    """Parsed JSON when the response is complete JSON, else the decoded text."""
+    """Parsed JSON when the response is complete JSON, else the decoded text.
+
+    A truncated body is text whose end may cut through a secret: `mask` redacts it,
+    the cut-off start of a secret at its end included.
+    """
     text = _decode(content, charset)
-    if _is_json(content_type) and not truncated:
+    if truncated:
+        return mask.redact_truncated(text)
+    if _is_json(content_type):
         try:
             return cast(JsonValue, json.loads(text, parse_constant=_reject_constant))
         except ValueError:
@@ -86,7 +97,7 @@ def parse_body(
     return text
 
 
-async def read_result(response: httpx.Response, limit: int) -> JsonObject:
+async def read_result(response: httpx.Response, limit: int, mask: SecretMask) -> JsonObject:
     """The tool result for `response`: status, safe headers, body, truncated."""
     content, truncated = await read_capped(response, limit)
     body = parse_body(
@@ -94,6 +105,7 @@ async def read_result(response: httpx.Response, limit: int) -> JsonObject:
         response.headers.get("content-type", ""),
         response.charset_encoding,
         truncated=truncated,
+        mask=mask,
     )
     return {
         "status_code": response.status_code,

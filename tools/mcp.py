@@ -17,6 +17,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tools.base import (
+    NO_SECRETS,
     Binding,
     FunctionDefinition,
     JsonObject,
@@ -24,6 +25,7 @@ from tools.base import (
     McpServer,
     McpToolInfo,
     Renderer,
+    SecretMask,
     ToolContext,
     ToolError,
     ToolResult,
@@ -157,13 +159,19 @@ def render_server(
 
 
 def call_result(
-    content: list[Any], structured: Any, is_error: bool, *, max_bytes: int = DEFAULT_MAX_BYTES
+    content: list[Any],
+    structured: Any,
+    is_error: bool,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    mask: SecretMask = NO_SECRETS,
 ) -> JsonObject:
     """The result the model reads: `{content, structured_content?, is_error}`.
 
     An answer over `max_bytes` (as JSON) is cut, like an HTTP tool's body: the
     structured content goes first, then the content blocks from the end (a text block
-    is cut to what still fits), and `truncated` is `true`.
+    is cut to what still fits, redacted by `mask` before it is cut), and `truncated`
+    is `true`.
     """
     result: JsonObject = {"content": content, "is_error": is_error}
     if structured is not None:
@@ -180,25 +188,13 @@ def call_result(
             continue
         if isinstance(block, dict) and isinstance(block.get("text"), str) and budget > 64:
             room = budget - _json_size({**block, "text": ""})
-            kept.append({**block, "text": _cut_text(block["text"], room)})
+            kept.append({**block, "text": mask.cut(block["text"], room, size=_json_size)})
         break
     return {"content": kept, "is_error": is_error, "truncated": True}
 
 
 def _json_size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False).encode())
-
-
-def _cut_text(text: str, room: int) -> str:
-    """The longest start of `text` whose JSON form fits in `room` bytes."""
-    low, high = 0, len(text)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if _json_size(text[:middle]) <= room:
-            low = middle
-        else:
-            high = middle - 1
-    return text[:low]
 
 
 class McpTool:
@@ -251,7 +247,13 @@ async def _called(
 ) -> ToolResult:
     answer = await connector.call_tool(server, name, arguments, time_limit=ctx.deadline.remaining())
     return ToolResult(
-        call_result(answer.content, answer.structured_content, answer.is_error, max_bytes=max_bytes)
+        call_result(
+            answer.content,
+            answer.structured_content,
+            answer.is_error,
+            max_bytes=max_bytes,
+            mask=ctx.mask,
+        )
     )
 
 

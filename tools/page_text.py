@@ -19,6 +19,8 @@ from typing import Literal, TypeAlias
 
 from charset_normalizer import from_bytes
 
+from tools.base import NO_SECRETS, SecretMask
+
 __all__ = ["OutputFormat", "PageText", "decode", "read_page"]
 
 OutputFormat: TypeAlias = Literal["markdown", "text", "html"]
@@ -86,12 +88,21 @@ def read_page(
     header_charset: str | None,
     output: OutputFormat,
     max_chars: int,
+    truncated: bool = False,
+    mask: SecretMask = NO_SECRETS,
 ) -> PageText:
-    """The page's title and readable content, cut at `max_chars`."""
+    """The page's title and readable content, cut at `max_chars`.
+
+    `truncated`: the body was cut by the byte cap, so its end may cut through a
+    secret; the page is redacted (that end included) before it is read. The content
+    is redacted whole before it is cut at `max_chars`.
+    """
     is_html = media_type in HTML_TYPES or (not media_type and _looks_like_html(body))
     text = decode(body, header_charset, html=is_html)
+    if truncated:
+        text = mask.redact_truncated(text)
     if not is_html:
-        return _cut(None, text, max_chars)
+        return _cut(None, text, max_chars, mask)
     # Imported on the first page read: the extractor and its dependencies hold about
     # 20 MiB, which a service that never scrapes need not carry.
     import trafilatura
@@ -114,13 +125,13 @@ def read_page(
         if len(visible) < SCRIPT_PAGE_TEXT_MIN and _runs_scripts(text):
             return PageText(title, visible, False, SCRIPT_NOTICE)
         content = content or visible
-    return _cut(title, content, max_chars)
+    return _cut(title, content, max_chars, mask)
 
 
-def _cut(title: str | None, content: str, max_chars: int) -> PageText:
-    if len(content) <= max_chars:
-        return PageText(title, content, False)
-    return PageText(title, content[:max_chars], True)
+def _cut(title: str | None, content: str, max_chars: int, mask: SecretMask) -> PageText:
+    kept = mask.cut(content, max_chars)
+    # Masks can shorten the content: it was cut only if it still filled the limit.
+    return PageText(title, kept, len(content) > max_chars and len(kept) == max_chars)
 
 
 def _visible_text(text: str) -> str:

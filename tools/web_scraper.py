@@ -99,6 +99,8 @@ class WebScraperTool:
             header_charset=page.charset,
             output=output,
             max_chars=limit,
+            truncated=page.truncated,
+            mask=ctx.mask,
         )
         text = await anyio.to_thread.run_sync(reading, limiter=self._readers)
         return ToolResult(_result(page, text))

@@ -11,7 +11,7 @@ import pytest
 
 from tests.api.support import assert_error, make_settings, open_client
 from tests.api.upstream import Upstream
-from tests.support.secrets import assert_no_secret
+from tests.support.secrets import assert_no_piece, assert_no_secret
 
 pytestmark = pytest.mark.anyio
 
@@ -137,3 +137,126 @@ async def test_readiness_reports_the_sandbox_layers(client: httpx.AsyncClient) -
     assert checks["sandbox"]["enabled"] is True
     assert set(checks["sandbox"]["layers"]) >= {"rlimits", "seccomp", "network_namespace"}
     assert isinstance(checks["sandbox"]["prefault_pages"], int)
+
+
+# Where the sandbox used to cut messages itself (a dict key's repr at 57 characters,
+# an exception's text at 997) and where the service cuts error messages now (2,000
+# characters): a secret placed at every offset across each must not leave in part.
+KEY_CUT = 57
+EXCEPTION_CUT = 997
+MESSAGE_CUT = 2_000
+
+
+async def test_an_invalid_result_quoting_a_secret_never_leaves_a_piece_of_it(
+    client: httpx.AsyncClient,
+) -> None:
+    code = "result = {('.' * n + TOKEN,): 1}\n"
+    await client.post("/v2/tools", json=code_tool("bad_key", code))
+    message_start = len("invalid result: result must be plain JSON: dict key ('")
+    offsets = [
+        *range(KEY_CUT - len(SECRET) - 4, KEY_CUT + 1),
+        *range(MESSAGE_CUT - message_start - len(SECRET) - 4, MESSAGE_CUT - message_start + 1),
+    ]
+    for n in offsets:
+        answer = await execute(client, "bad_key", arguments={"n": n})
+        message = answer["error"]["message"]
+        assert message.startswith("invalid result: result must be plain JSON: dict key"), answer
+        assert len(message) <= MESSAGE_CUT
+        assert_no_piece(message, SECRET, where=f"message with {n} characters before the secret")
+
+
+async def test_a_runtime_error_quoting_a_secret_never_leaves_a_piece_of_it(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.post(
+        "/v2/tools", json=code_tool("raise_long", "raise ValueError('.' * n + TOKEN)")
+    )
+    room = MESSAGE_CUT - len("...") - len("ValueError: ")
+    offsets = [
+        *range(EXCEPTION_CUT - len(SECRET) - 2, EXCEPTION_CUT + 2),
+        *range(room - len(SECRET) - 2, room + 2),
+    ]
+    for n in offsets:
+        answer = await execute(client, "raise_long", arguments={"n": n})
+        message = answer["error"]["message"]
+        assert message.startswith("ValueError: ...")
+        assert len(message) <= MESSAGE_CUT
+        assert_no_piece(message, SECRET, where=f"message with {n} characters before the secret")
+
+
+async def test_entity_and_shell_forms_of_a_secret_in_a_result_are_masked(
+    tmp_path: Path,
+) -> None:
+    secret = "sk'live\"" + SECRET
+    code = (
+        'quoted = "\'" + TOKEN.replace("\'", "\'\\"\'\\"\'") + "\'"\n'
+        "xml = TOKEN.replace('&', '&amp;').replace('\"', '&quot;')\n"
+        "result = {\n"
+        "    'apos': xml.replace(\"'\", '&apos;'),\n"
+        "    'decimal': xml.replace(\"'\", '&#39;'),\n"
+        "    'hex': xml.replace(\"'\", '&#x27;'),\n"
+        "    'shell': 'curl -H ' + quoted,\n"
+        "}\n"
+        "print(result['shell'])\n"
+    )
+    async with open_client(make_settings(tmp_path, sandbox_enabled=True)) as client:
+        await client.post("/v2/tools", json=code_tool("encoder", code))
+        response = await client.post(
+            "/v1/tools/execute",
+            json={
+                "tool": {"type": "code", "key": "encoder"},
+                "variables": {"TOKEN": {"secret": True, "value": secret}},
+            },
+        )
+    answer = response.json()
+    assert answer["result"] == {
+        "result": {"apos": "***", "decimal": "***", "hex": "***", "shell": "curl -H '***'"},
+        "stdout": "curl -H '***'\n",
+    }
+    assert_no_piece(response.text, secret)
+
+
+async def test_the_http_helper_pins_a_secret_in_a_header_name_or_a_form_field(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    code = (
+        "if how == 'header':\n"
+        "    answer = http.get(url, headers={TOKEN: 'present'})\n"
+        "else:\n"
+        "    answer = http.post(url, data={'note': 'key ' + TOKEN})\n"
+        "result = answer['status_code']\n"
+    )
+    parameters = {"type": "object", "properties": {"how": {"type": "string"}}}
+    for key, hosts in (("pinned_names", ["127.0.0.1"]), ("open_names", [])):
+        tool = code_tool(key, code, allowed_hosts=hosts, parameters=parameters)
+        assert (await client.post("/v2/tools", json=tool)).status_code == 200
+    url = upstream.url("/echo/names")
+
+    for how, place in (("header", "header name"), ("form", "body (a form field value)")):
+        refused = await execute(client, "open_names", arguments={"url": url, "how": how})
+        assert refused["status"] == "failed"
+        assert f"secret in its {place}" in refused["error"]["message"]
+        assert not upstream.journal.to("/echo/names"), "the refused request was sent"
+
+    allowed = await execute(client, "pinned_names", arguments={"url": url, "how": "header"})
+    assert allowed["result"]["result"] == 200, allowed
+    assert upstream.last("/echo/names")["headers"][SECRET] == "present"
+    allowed = await execute(client, "pinned_names", arguments={"url": url, "how": "form"})
+    assert allowed["result"]["result"] == 200, allowed
+    assert upstream.last("/echo/names")["text"] == f"note=key+{SECRET}"
+
+
+async def test_a_huge_message_cut_by_the_sandbox_inside_a_secret_leaves_no_piece_of_it(
+    client: httpx.AsyncClient,
+) -> None:
+    # Repeated, the secret masks down to one `***`, so the end of what the sandbox
+    # sent (65,536 characters) reaches the caller: every offset of the cut inside it.
+    code = "raise ValueError('.' * n + TOKEN * 3200)"
+    await client.post("/v2/tools", json=code_tool("raise_huge", code))
+    for n in range(len(SECRET)):
+        answer = await execute(client, "raise_huge", arguments={"n": n})
+        message = answer["error"]["message"]
+        assert message.startswith("ValueError: "), answer
+        assert message.endswith("..."), "the message says it was cut"
+        assert len(message.removesuffix("...").rsplit("***", 1)[1]) < 3, "the cut tail is masked"
+        assert_no_piece(message, SECRET, where=f"a message cut {n} characters later")

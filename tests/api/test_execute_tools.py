@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.api.support import function_tool, http_tool
+from tests.api.support import function_tool, http_tool, make_settings, open_client
 from tests.api.upstream import Upstream
-from tests.support.secrets import assert_no_secret
+from tests.support.secrets import assert_no_piece, assert_no_secret, random_secret
 
 pytestmark = pytest.mark.anyio
 
@@ -140,17 +142,20 @@ async def test_an_http_tool_sends_the_secret_and_never_answers_it(
     assert_no_secret(response.text, SECRET)
 
 
-async def test_an_upstream_that_reflects_encodings_of_the_secret_is_redacted(
-    client: httpx.AsyncClient, upstream: Upstream
-) -> None:
+async def reflect(client: httpx.AsyncClient, upstream: Upstream, secret: str) -> httpx.Response:
+    """Call an HTTP tool whose upstream sends `secret` back in many encodings."""
     tool = http_tool(
         "reflect", upstream.url("/reflect"), headers={"Authorization": "Bearer {{token}}"}
     )
     await client.post("/v2/tools", json=tool)
-    variables = {"token": {"secret": True, "value": SECRET}}
-    response = await client.post(
-        "/v1/tools/execute", json={"tool": "reflect", "variables": variables}
-    )
+    variables = {"token": {"secret": True, "value": secret}}
+    return await client.post("/v1/tools/execute", json={"tool": "reflect", "variables": variables})
+
+
+async def test_an_upstream_that_reflects_encodings_of_the_secret_is_redacted(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    response = await reflect(client, upstream, SECRET)
     answer = response.json()
     assert answer["status"] == "completed", answer
     reflected = answer["result"]["body"]
@@ -160,6 +165,46 @@ async def test_an_upstream_that_reflects_encodings_of_the_secret_is_redacted(
     assert_no_secret(response.text, SECRET)
     for form, value in reflected.items():
         assert "***" in value, f"the {form} form of the secret came back unmasked: {value!r}"
+
+
+async def test_entity_and_shell_forms_of_a_secret_with_quotes_are_redacted(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    secret = 'it\'s-"quoted"-' + random_secret(random.Random(3), 16)
+    response = await reflect(client, upstream, secret)
+    reflected = response.json()["result"]["body"]
+    for form in ("xml_named", "xml_decimal", "xml_hex", "html"):
+        assert reflected[form] == "***", form
+    assert reflected["shell"] == "curl -H 'Authorization: Bearer ***'"
+    assert_no_piece(response.text, secret)
+
+
+async def test_a_capped_body_never_ends_in_a_piece_of_a_secret(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    secret = random_secret(random.Random(4), 40)
+    cap = 1024
+    tool = http_tool(
+        "padded",
+        upstream.url("/pad?offset={{offset}}"),
+        headers={"Authorization": "Bearer {{token}}"},
+        arguments={"offset": {"type": "number", "description": "filler before the token"}},
+    )
+    async with open_client(make_settings(tmp_path, http_max_response_bytes=cap)) as client:
+        assert (await client.post("/v2/tools", json=tool)).status_code == 200
+        for offset in range(cap - len(secret) - 2, cap + 2):
+            response = await client.post(
+                "/v1/tools/execute",
+                json={
+                    "tool": "padded",
+                    "arguments": {"offset": offset},
+                    "variables": {"token": {"secret": True, "value": secret}},
+                },
+            )
+            result = response.json()["result"]
+            assert result["truncated"] is True
+            assert len(result["body"].encode()) <= cap
+            assert_no_piece(response.text, secret, where=f"body cut {cap - offset} characters in")
 
 
 async def test_a_response_never_echoes_the_variables(

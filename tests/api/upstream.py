@@ -1,8 +1,9 @@
 """A real upstream for HTTP tools: a Starlette app served by uvicorn on 127.0.0.1.
 
 It echoes every request as JSON, records what it received, reflects a bearer token in
-common encodings (`/reflect`), answers a chosen status (`/status/{code}`) and holds
-requests at a barrier until enough of them wait at once (`/barrier/{group}/{size}`).
+common encodings (`/reflect`) or as plain text at a chosen offset (`/pad`), answers a
+chosen status (`/status/{code}`) and holds requests at a barrier until enough of them
+wait at once (`/barrier/{group}/{size}`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import shlex
 import socket
 import threading
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ import anyio
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 __all__ = ["Upstream", "serve_upstream"]
@@ -70,12 +72,14 @@ def upstream_app(journal: Journal) -> Starlette:
 
     async def echo(request: Request) -> JSONResponse:
         raw = await request.body()
+        is_json = raw and request.headers.get("content-type", "").endswith("json")
         seen = {
             "method": request.method,
             "path": request.url.path,
             "query": dict(request.query_params),
             "headers": dict(request.headers),
-            "json": json.loads(raw) if raw else None,
+            "json": json.loads(raw) if is_json else None,
+            "text": None if is_json else raw.decode("utf-8", "replace"),
         }
         journal.record(seen)
         return JSONResponse(seen)
@@ -97,10 +101,20 @@ def upstream_app(journal: Journal) -> Starlette:
                 "form": quote_plus(token),
                 "json_text": json.dumps(token),
                 "html": html.escape(token),
+                "xml_named": _xml(token, "&apos;", "&quot;"),
+                "xml_decimal": _xml(token, "&#39;", "&#34;"),
+                "xml_hex": _xml(token, "&#x27;", "&#x22;"),
+                "shell": shlex.join(["curl", "-H", f"Authorization: Bearer {token}"]),
                 "repr": repr(token),
                 "embedded": f"token={token};",
             }
         )
+
+    async def pad(request: Request) -> PlainTextResponse:
+        """The bearer token as plain text after `offset` filler characters."""
+        token = request.headers.get("authorization", "").removeprefix("Bearer ")
+        offset = int(request.query_params["offset"])
+        return PlainTextResponse("." * offset + token + "." * 64)
 
     async def meet(request: Request) -> JSONResponse:
         group = request.path_params["group"]
@@ -113,9 +127,15 @@ def upstream_app(journal: Journal) -> Starlette:
             Route("/barrier/{group}/{size:int}", meet, methods=["GET"]),
             Route("/status/{code:int}", status, methods=["GET"]),
             Route("/reflect", reflect, methods=["GET", "POST"]),
+            Route("/pad", pad, methods=["GET"]),
             Route("/{path:path}", echo, methods=methods),
         ]
     )
+
+
+def _xml(text: str, apostrophe: str, quote_mark: str) -> str:
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return escaped.replace("'", apostrophe).replace('"', quote_mark)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ first path segment picks the scenario, so a test points a backend at
     denied      403 with the service's body
     broken      500 with the service's error body
     leaky       400 whose message quotes the key the request carried
+    leaky-N     the same, the key after N characters of other text
     garbage     200 with a body that is not JSON
     shapeless   200 with JSON that is not the service's format
     slow        answers after 30 seconds
@@ -188,6 +189,9 @@ def _google(scenario: str, request: Request) -> Response:
             return _google_error(500, "Backend Error", "INTERNAL", "backendError")
         case "leaky":
             return _google_error(400, f"Invalid value for key={key}", "INVALID_ARGUMENT", "invalid")
+        case late if late.startswith("leaky-"):
+            padding = "." * int(late.removeprefix("leaky-"))
+            return _google_error(400, f"{padding}{key}", "INVALID_ARGUMENT", "invalid")
     return _common(scenario, request)
 
 
@@ -249,6 +253,9 @@ def _brave(scenario: str, request: Request) -> Response:
             return _brave_error(500, "INTERNAL_ERROR", "Something went wrong on our side.")
         case "leaky":
             return _brave_error(400, "BAD_REQUEST", f"Unknown token {token}")
+        case late if late.startswith("leaky-"):
+            padding = "." * int(late.removeprefix("leaky-"))
+            return _brave_error(400, "BAD_REQUEST", f"{padding}{token}")
     return _common(scenario, request)
 
 

@@ -11,10 +11,10 @@ import pytest
 from sidecar.outbound import OutboundPolicy, guarded_client
 from sidecar.templating import PlaceholderRenderer
 from tests.support.search_backends import FakeSearch, serve_search_backends
-from tests.support.secrets import assert_no_secret
+from tests.support.secrets import assert_no_piece, assert_no_secret
 from tests.support.upstream import free_port
 from tools.base import Deadline, JsonObject, Secret, ToolContext, ToolError, ToolResult
-from tools.google_search import GoogleSearchTool
+from tools.google_search import MAX_DETAIL_CHARS, GoogleSearchTool
 from tools.search_backends import BraveBackend, GoogleBackend, SearchBackend, SearxngBackend
 
 pytestmark = pytest.mark.anyio
@@ -271,3 +271,15 @@ async def test_a_blank_query_is_invalid_arguments(
     with pytest.raises(ToolError) as caught:
         await search(http, backend_for("google", fake.url("google")), {"query": "   "})
     assert caught.value.code == "invalid_arguments"
+
+
+@pytest.mark.parametrize("service", ["google", "brave"])
+async def test_a_backend_message_quoting_the_key_across_its_cut_is_withheld(
+    fake: FakeSearch, http: httpx.AsyncClient, service: str
+) -> None:
+    key = GOOGLE_KEY if service == "google" else BRAVE_KEY
+    for offset in range(MAX_DETAIL_CHARS - len(key) - 2, MAX_DETAIL_CHARS + 2):
+        backend = backend_for(service, fake.url(service, f"leaky-{offset}"))
+        error = await failure(http, backend)
+        assert "withheld" in error.message, offset
+        assert_no_piece(error.message, key, where=f"a message quoting the key at {offset}")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import random
 
+from sidecar.redaction import Redactor
+from tests.support.secrets import assert_no_piece, random_secret
 from tools.mcp import call_result
 
 
@@ -33,3 +36,15 @@ def test_a_large_answer_keeps_the_first_blocks_and_cuts_the_one_that_overflows()
     assert len(content) == 2
     assert size(result) <= 2000
     assert size(result) > 1900, "the cut block fills what is left"
+
+
+def test_a_secret_across_the_cut_of_a_text_block_never_leaves_in_part() -> None:
+    secret = random_secret(random.Random(11), 40)
+    mask = Redactor([secret])
+    room = 400
+    for offset in range(room - 60, room + 10):
+        block = {"type": "text", "text": "." * offset + secret + "." * 600}
+        result = call_result([block], None, False, max_bytes=room, mask=mask)
+        assert result["truncated"] is True
+        assert size(result) <= room
+        assert_no_piece(json.dumps(result), secret, where=f"a block cut near {offset}")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import codecs
+import random
 
 import pytest
 
+from sidecar.redaction import Redactor
 from tests.support.pages import ARTICLE_SENTENCES, BOILERPLATE, article_html
+from tests.support.secrets import assert_no_piece, random_secret
 from tools.page_text import decode, read_page
 
 TEXT = "Grüße aus Köln, sagte Zoë"
@@ -71,3 +74,41 @@ def test_a_short_page_without_scripts_keeps_its_text_and_no_notice() -> None:
     )
     assert page.content == "Closed on Sundays."
     assert page.notice is None
+
+
+@pytest.mark.parametrize("media_type", ["text/plain", "text/html"])
+def test_a_page_cut_by_the_byte_cap_never_ends_in_a_piece_of_a_secret(media_type: str) -> None:
+    secret = "wörd-" + random_secret(random.Random(12), 30)
+    mask = Redactor([secret])
+    page = f"<html><body><p>{'Rivers rise. ' * 30}{secret} and more text.</p></body></html>"
+    data = page.encode()
+    start = data.index(secret.encode())
+    for end in range(start, start + len(secret.encode()) + 2):
+        text = read_page(
+            data[:end],
+            media_type=media_type,
+            header_charset="utf-8",
+            output="text",
+            max_chars=10_000,
+            truncated=True,
+            mask=mask,
+        )
+        assert_no_piece(text.content, secret, where=f"a page cut at byte {end}")
+
+
+def test_content_is_redacted_whole_before_it_is_cut_at_max_chars() -> None:
+    secret = random_secret(random.Random(13), 32)
+    mask = Redactor([secret])
+    for offset in range(40, 80):
+        body = ("." * offset + secret + "." * 50).encode()
+        text = read_page(
+            body,
+            media_type="text/plain",
+            header_charset=None,
+            output="text",
+            max_chars=60,
+            mask=mask,
+        )
+        assert len(text.content) <= 60
+        assert text.truncated is (len(mask.redact(body.decode())) > 60)
+        assert_no_piece(text.content, secret, where=f"content cut with the secret at {offset}")

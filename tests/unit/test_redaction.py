@@ -7,6 +7,7 @@ import html
 import itertools
 import json
 import random
+import shlex
 from collections.abc import Callable
 from urllib.parse import quote, quote_plus
 
@@ -29,7 +30,30 @@ ENCODINGS: dict[str, Callable[[str], str]] = {
     "quote-plus": quote_plus,
     "html": html.escape,
     "html-no-quotes": lambda s: html.escape(s, quote=False),
+    "xml-named": lambda s: html.escape(s, False).replace("'", "&apos;").replace('"', "&quot;"),
+    "xml-decimal": lambda s: html.escape(s, False).replace("'", "&#39;").replace('"', "&#34;"),
+    "xml-hex": lambda s: html.escape(s, False).replace("'", "&#x27;").replace('"', "&#x22;"),
+    "xml-apostrophe-only": lambda s: html.escape(s, False).replace("'", "&apos;"),
+    "shell-quote": lambda s: shlex.quote(s)[1:-1],  # the outer quotes are not the secret's
+    "shell-backslash": lambda s: s.replace("'", "'\\''"),
 }
+
+
+@pytest.mark.parametrize("encoding", ["xml-named", "xml-decimal", "xml-hex", "shell-quote"])
+def test_the_entity_and_shell_forms_are_masked_in_streams_too(encoding: str) -> None:
+    redactor = Redactor([SPECIAL])
+    text = f"<value>{ENCODINGS[encoding](SPECIAL)}</value>"
+
+    assert redactor.redact(text) == "<value>***</value>"
+    for pieces in splits_everywhere(text):
+        assert stream_all(redactor, pieces) == "<value>***</value>", pieces
+
+
+def test_a_logged_command_line_quoting_a_secret_is_masked() -> None:
+    redactor = Redactor([SPECIAL])
+    command = shlex.join(["curl", "-H", f"Authorization: Bearer {SPECIAL}", "https://api.test/"])
+
+    assert redactor.redact(command) == "curl -H 'Authorization: Bearer ***' https://api.test/"
 
 
 def stream_all(redactor: Redactor, pieces: list[str]) -> str:

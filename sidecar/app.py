@@ -18,12 +18,12 @@ from sidecar.api.openapi import openapi_document
 from sidecar.api.wire import error_response, json_response
 from sidecar.errors import MethodNotAllowed, NotFound, SidecarError
 from sidecar.logs import get_logger
-from sidecar.mcp_face_catalog import Catalog
-from sidecar.mcp_server import McpEndpoint, build_mcp_server, mcp_http_app
+from sidecar.mcp.catalog import Catalog
+from sidecar.mcp.server import McpEndpoint, build_mcp_server, mcp_http_app
+from sidecar.mcp.variables_file import load_variables_file
 from sidecar.metrics import Metrics
 from sidecar.services import Services, open_services
 from sidecar.settings import Settings
-from sidecar.variables_file import load_variables_file
 from tools.base import VariableValue
 
 __all__ = ["create_app"]

@@ -18,19 +18,24 @@ from pydantic import ValidationError
 from sandbox import SandboxPool
 from sidecar.api.calls import to_wire
 from sidecar.app import create_app
-from sidecar.crypto import KeyFileError
-from sidecar.definitions import CodeToolDefinition, McpToolDefinition, StoredTool, ToolDefinition
 from sidecar.errors import BadRequest, ManifestError, SidecarError
 from sidecar.execution import ToolCall
 from sidecar.logs import configure_logging, get_logger
-from sidecar.manifests import load_tool_manifests, manifest_files
-from sidecar.mcp_face_catalog import Catalog
-from sidecar.mcp_server import McpServer, build_mcp_server, serve_stdio
-from sidecar.references import parse_reference
+from sidecar.mcp.catalog import Catalog
+from sidecar.mcp.server import McpServer, build_mcp_server, serve_stdio
+from sidecar.mcp.variables_file import VariablesFileError, load_variables_file
+from sidecar.registry.crypto import KeyFileError
+from sidecar.registry.definitions import (
+    CodeToolDefinition,
+    McpToolDefinition,
+    StoredTool,
+    ToolDefinition,
+)
+from sidecar.registry.manifests import load_tool_manifests, manifest_files
+from sidecar.registry.references import parse_reference
 from sidecar.services import open_services
 from sidecar.settings import Settings
 from sidecar.variables import secret_values
-from sidecar.variables_file import VariablesFileError, load_variables_file
 from tools.base import JsonValue, Secret, VariableValue
 
 __all__ = ["main"]

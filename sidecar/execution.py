@@ -25,8 +25,8 @@ from sidecar.ids import new_id
 from sidecar.logs import get_logger, info_enabled, redacting
 from sidecar.metrics import Metrics
 from sidecar.redaction import Redactor
-from sidecar.references import ToolReference
-from sidecar.registry import Registry
+from sidecar.registry.references import ToolReference
+from sidecar.registry.registry import Registry
 from sidecar.variables import secret_values
 from tools.base import (
     CodeRunner,

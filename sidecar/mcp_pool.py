@@ -57,7 +57,7 @@ from tools.base import (
 
 __all__ = ["McpPool", "McpPoolSettings"]
 
-log = get_logger("sidecar.mcp")
+log = get_logger("sidecar.mcp_pool")
 
 REQUEST_TIMEOUT = -32001  # the SDK's code for a request that timed out
 CONNECTION_CLOSED = -32000

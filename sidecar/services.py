@@ -10,20 +10,20 @@ from typing import Any
 
 from sandbox import SandboxLimits, SandboxPool
 from sidecar.code_runner import SandboxCodeRunner
-from sidecar.crypto import SecretBox
 from sidecar.deadlines import DeadlineWatch
-from sidecar.definitions import StoredTool
 from sidecar.execution import Executor
-from sidecar.factory import HttpLimits, ToolFactory
 from sidecar.logs import get_logger
-from sidecar.manifests import load_tool_manifests
-from sidecar.mcp_discovery import McpDiscovery
 from sidecar.mcp_pool import McpPool, McpPoolSettings
 from sidecar.metrics import Metrics
 from sidecar.outbound import OutboundPolicy, guarded_client
-from sidecar.registry import Registry
+from sidecar.registry.crypto import SecretBox
+from sidecar.registry.definitions import StoredTool
+from sidecar.registry.discovery import McpDiscovery
+from sidecar.registry.factory import HttpLimits, ToolFactory
+from sidecar.registry.manifests import load_tool_manifests
+from sidecar.registry.registry import Registry
+from sidecar.registry.store import ToolStore
 from sidecar.settings import Settings
-from sidecar.store import ToolStore
 from sidecar.templating import PlaceholderRenderer
 from tools.base import Secret, Tool
 from tools.current_date import CurrentDateTool

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("sidecar", "tools", "sandbox")
-DOORS = ("sidecar.api", "sidecar.app", "sidecar.cli", "sidecar.__main__", "sidecar.mcp_server")
+DOORS = ("sidecar.api", "sidecar.app", "sidecar.cli", "sidecar.__main__", "sidecar.mcp.server")
 COMPOSITION_ROOTS = ("sidecar.app", "sidecar.services", "sidecar.cli")
 
 
@@ -77,5 +77,5 @@ def test_only_the_composition_root_imports_tool_kinds() -> None:
         if _within(module, ("sidecar",))
         and any(_within(name, ("tools",)) and name != "tools.base" for name in names)
     }
-    allowed = {"sidecar.services", "sidecar.factory", "sidecar.definitions"}
+    allowed = {"sidecar.services", "sidecar.registry.factory", "sidecar.registry.definitions"}
     assert importers <= allowed, f"tool kinds imported outside the wiring: {importers - allowed}"

@@ -9,9 +9,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from sidecar.cli import main
-from sidecar.crypto import SecretBox
-from sidecar.factory import HttpLimits, ToolFactory
-from sidecar.manifests import load_tool_manifests, manifest_files
+from sidecar.registry.crypto import SecretBox
+from sidecar.registry.factory import HttpLimits, ToolFactory
+from sidecar.registry.manifests import load_tool_manifests, manifest_files
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 TOOL_KINDS = {"http", "code", "function", "mcp"}

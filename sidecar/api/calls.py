@@ -29,8 +29,8 @@ from sidecar.execution import (
     request_redactor,
 )
 from sidecar.redaction import Redactor
-from sidecar.references import parse_reference
-from sidecar.registry import Registry
+from sidecar.registry.references import parse_reference
+from sidecar.registry.registry import Registry
 from sidecar.services import Services
 from sidecar.variables import parse_variables, secret_values
 from tools.base import Deadline, VariableValue

@@ -18,7 +18,11 @@ from sidecar.api.models import (
     ResolveResponse,
     ToolList,
 )
-from sidecar.definitions import CodeToolDefinition, FunctionToolDefinition, HttpToolDefinition
+from sidecar.registry.definitions import (
+    CodeToolDefinition,
+    FunctionToolDefinition,
+    HttpToolDefinition,
+)
 
 __all__ = ["openapi_document"]
 

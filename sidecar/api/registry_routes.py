@@ -9,9 +9,9 @@ from starlette.responses import Response
 
 from sidecar.api.models import ToolList
 from sidecar.api.wire import json_response, read_json
-from sidecar.definitions import parse_definition
 from sidecar.errors import BadRequest
-from sidecar.registry import Registry
+from sidecar.registry.definitions import parse_definition
+from sidecar.registry.registry import Registry
 from sidecar.services import Services
 from sidecar.variables import parse_variables
 from tools.base import VariableValue

@@ -13,8 +13,8 @@ import pytest
 from mcp import Client
 from ulid import ULID
 
-from sidecar.mcp_face_catalog import Catalog, PlatformTools, RegisteredTools, expanders_for
-from sidecar.mcp_server import build_mcp_server
+from sidecar.mcp.catalog import Catalog, PlatformTools, RegisteredTools, expanders_for
+from sidecar.mcp.server import build_mcp_server
 from sidecar.settings import Settings
 from sidecar.variables import parse_variables
 from tests.api.support import assert_error, make_settings, open_client

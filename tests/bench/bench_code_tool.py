@@ -16,7 +16,7 @@ import anyio
 from sandbox import SandboxPool
 from sidecar.execution import Completed, ToolCall
 from sidecar.logs import configure_logging
-from sidecar.references import parse_reference
+from sidecar.registry.references import parse_reference
 from sidecar.services import open_services
 from sidecar.settings import Settings
 from tests.bench.timing import timed

@@ -24,10 +24,10 @@ from typing import Any
 import anyio
 import httpx
 
-from sidecar.definitions import definition_adapter
 from sidecar.execution import Completed, Execution, ToolCall
 from sidecar.logs import configure_logging
-from sidecar.references import parse_reference
+from sidecar.registry.definitions import definition_adapter
+from sidecar.registry.references import parse_reference
 from sidecar.services import open_services
 from sidecar.settings import Settings
 from tests.bench.peers import serve_bare

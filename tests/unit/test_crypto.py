@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from sidecar.crypto import DecryptionError, KeyFileError, SecretBox
+from sidecar.registry.crypto import DecryptionError, KeyFileError, SecretBox
 
 SECRET = "Bearer sk-live-0123456789abcdef"
 

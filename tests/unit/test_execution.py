@@ -13,16 +13,16 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from sidecar.crypto import SecretBox
 from sidecar.deadlines import DeadlineWatch
 from sidecar.errors import ToolNotFound
 from sidecar.execution import Completed, Executor, Failed, RequiresAction, ToolCall
-from sidecar.factory import HttpLimits, ToolFactory
 from sidecar.logs import configure_logging
 from sidecar.metrics import Metrics
-from sidecar.references import Builtin
-from sidecar.registry import Registry
-from sidecar.store import ToolStore
+from sidecar.registry.crypto import SecretBox
+from sidecar.registry.factory import HttpLimits, ToolFactory
+from sidecar.registry.references import Builtin
+from sidecar.registry.registry import Registry
+from sidecar.registry.store import ToolStore
 from sidecar.templating import PlaceholderRenderer
 from tests.support.logs import restored_logging
 from tools.base import (

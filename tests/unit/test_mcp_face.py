@@ -10,9 +10,8 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
-from sidecar.definitions import parse_definition
 from sidecar.execution import Completed, Failed, FunctionCall, RequiresAction
-from sidecar.mcp_face_catalog import (
+from sidecar.mcp.catalog import (
     Catalog,
     EntryHandler,
     FaceEntry,
@@ -22,7 +21,8 @@ from sidecar.mcp_face_catalog import (
     describe,
     expanders_for,
 )
-from sidecar.mcp_server import McpServer, build_mcp_server, to_result
+from sidecar.mcp.server import McpServer, build_mcp_server, to_result
+from sidecar.registry.definitions import parse_definition
 from sidecar.services import Services, open_services
 from tests.api.support import function_tool, http_tool, make_settings
 from tests.support.mcp_face import result_json, result_text

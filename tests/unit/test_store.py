@@ -11,9 +11,9 @@ import pytest
 from cryptography.fernet import Fernet
 from ulid import ULID
 
-from sidecar.crypto import SecretBox
-from sidecar.definitions import StoredTool, definition_adapter
-from sidecar.store import KeyTaken, ToolStore, VersionConflict
+from sidecar.registry.crypto import SecretBox
+from sidecar.registry.definitions import StoredTool, definition_adapter
+from sidecar.registry.store import KeyTaken, ToolStore, VersionConflict
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.variables_file import VariablesFileError, load_variables_file
+from sidecar.mcp.variables_file import VariablesFileError, load_variables_file
 from tests.support.secrets import assert_no_secret
 from tools.base import Secret
 

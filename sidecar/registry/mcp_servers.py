@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sidecar.definitions import AllowedTools, McpSpec, McpToolDefinition, StoredTool
 from sidecar.errors import BadRequest, Conflict, ToolNotFound
-from sidecar.factory import Built, ToolFactory
-from sidecar.mcp_discovery import McpDiscovery, pick_member
-from sidecar.references import InlineMcp, Registered, ToolReference
-from sidecar.store import ToolStore, VersionConflict
+from sidecar.registry.definitions import AllowedTools, McpSpec, McpToolDefinition, StoredTool
+from sidecar.registry.discovery import McpDiscovery, pick_member
+from sidecar.registry.factory import Built, ToolFactory
+from sidecar.registry.references import InlineMcp, Registered, ToolReference
+from sidecar.registry.store import ToolStore, VersionConflict
 from tools.base import FunctionDefinition, Tool, VariableValue
 
 __all__ = ["BUILT_TOOLS_KEPT", "McpServers", "Resolved", "refuse_stdio"]

@@ -20,8 +20,8 @@ from typing import Any, TypeAlias
 
 from pydantic import ValidationError
 
-from sidecar.definitions import AllowedTools, McpSpec, ToolDefinition, parse_definition
 from sidecar.errors import BadRequest, ManifestError
+from sidecar.registry.definitions import AllowedTools, McpSpec, ToolDefinition, parse_definition
 
 __all__ = ["Builtin", "Inline", "InlineMcp", "Registered", "ToolReference", "parse_reference"]
 

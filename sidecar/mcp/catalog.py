@@ -18,12 +18,12 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
-from sidecar.definitions import McpToolDefinition, StoredTool
 from sidecar.errors import SidecarError, ToolNotFound
 from sidecar.execution import Completed, Failed
 from sidecar.logs import get_logger
-from sidecar.references import Builtin, Registered, ToolReference
-from sidecar.registry import Registry
+from sidecar.registry.definitions import McpToolDefinition, StoredTool
+from sidecar.registry.references import Builtin, Registered, ToolReference
+from sidecar.registry.registry import Registry
 from tools.base import JsonObject, Tool, VariableValue
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
     "server_tools",
 ]
 
-log = get_logger("sidecar.mcp_face_catalog")
+log = get_logger("sidecar.mcp.catalog")
 
 EntryHandler: TypeAlias = Callable[
     [JsonObject, Mapping[str, VariableValue]], Awaitable[Completed | Failed]

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 
 from ulid import ULID
 
-from sidecar.definitions import AllowedTools, McpSpec, McpToolDefinition, McpToolEntry
 from sidecar.errors import BadRequest, SidecarError, ToolNotFound
-from sidecar.factory import ToolFactory
 from sidecar.redaction import Redactor
+from sidecar.registry.definitions import AllowedTools, McpSpec, McpToolDefinition, McpToolEntry
+from sidecar.registry.factory import ToolFactory
 from sidecar.variables import secret_values
 from tools.base import McpConnector, Renderer, ToolError, VariableValue
 

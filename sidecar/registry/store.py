@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import anyio.to_thread
 
-from sidecar.definitions import StoredTool, definition_adapter
+from sidecar.registry.definitions import StoredTool, definition_adapter
 
 __all__ = ["KeyTaken", "ToolStore", "VersionConflict"]
 

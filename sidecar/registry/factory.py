@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sidecar.crypto import DecryptionError, SecretBox
-from sidecar.definitions import (
+from sidecar.errors import BadRequest, SidecarError
+from sidecar.registry.crypto import DecryptionError, SecretBox
+from sidecar.registry.definitions import (
     MASKED,
     CodeToolDefinition,
     FunctionToolDefinition,
@@ -14,7 +15,6 @@ from sidecar.definitions import (
     McpToolDefinition,
     ToolDefinition,
 )
-from sidecar.errors import BadRequest, SidecarError
 from tools.base import McpServer, McpToolInfo, Renderer, Tool, VariableValue
 from tools.code import CodeTool
 from tools.function import FunctionTool

@@ -10,13 +10,13 @@ from typing import Any
 import yaml
 from ulid import ULID
 
-from sidecar.definitions import (
+from sidecar.errors import ManifestError
+from sidecar.registry.definitions import (
     StoredTool,
     ToolDefinition,
     parse_definition,
     parse_tool_id,
 )
-from sidecar.errors import ManifestError
 from sidecar.strict_yaml import load_yaml
 
 __all__ = ["load_tool_manifests", "manifest_files"]

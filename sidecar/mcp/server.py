@@ -1,6 +1,6 @@
 """The MCP face: the catalog's tools over MCP, every call run by the executor.
 
-Clients list the catalog (`sidecar.mcp_face_catalog`) and call its entries by name.
+Clients list the catalog (`sidecar.mcp.catalog`) and call its entries by name.
 Calls carry no orq `variables`, so every call gets the ones of the operator's
 variables file. Outcomes become `CallToolResult`s: a failure is a result with
 `is_error` (its text already redacted by the executor), never an exception
@@ -44,7 +44,7 @@ from starlette.types import Receive, Scope, Send
 from sidecar.errors import SidecarError
 from sidecar.execution import Completed, Executor, Failed, Outcome, RequiresAction, ToolCall
 from sidecar.logs import get_logger, redacting
-from sidecar.mcp_face_catalog import Catalog, FaceEntry
+from sidecar.mcp.catalog import Catalog, FaceEntry
 from sidecar.redaction import Redactor
 from sidecar.settings import Settings
 from sidecar.variables import secret_values
@@ -52,7 +52,7 @@ from tools.base import JsonObject, VariableValue
 
 __all__ = ["McpEndpoint", "build_mcp_server", "mcp_http_app", "serve_stdio", "to_result"]
 
-log = get_logger("sidecar.mcp_server")
+log = get_logger("sidecar.mcp.server")
 SERVER_NAME = "orq-sidecar"
 INSTRUCTIONS = (
     "Tools of the orq tool sidecar: platform tools and the tools registered with it. "

@@ -25,7 +25,7 @@ from tools.base import VariableValue
 
 __all__ = ["VariablesFileError", "load_variables_file"]
 
-log = get_logger("sidecar.variables_file")
+log = get_logger("sidecar.mcp.variables_file")
 
 
 class VariablesFileError(ValueError):

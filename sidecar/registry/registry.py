@@ -10,7 +10,8 @@ from typing import Any
 
 from ulid import ULID
 
-from sidecar.definitions import (
+from sidecar.errors import BadRequest, Conflict, ManifestError, ToolNotFound
+from sidecar.registry.definitions import (
     CodeToolDefinition,
     HttpToolDefinition,
     McpToolDefinition,
@@ -19,12 +20,11 @@ from sidecar.definitions import (
     parse_definition,
     parse_tool_id,
 )
-from sidecar.errors import BadRequest, Conflict, ManifestError, ToolNotFound
-from sidecar.factory import Built, ToolFactory
-from sidecar.mcp_discovery import McpDiscovery
-from sidecar.references import Builtin, Inline, InlineMcp, Registered, ToolReference
-from sidecar.registry_mcp import BUILT_TOOLS_KEPT, McpServers, Resolved, refuse_stdio
-from sidecar.store import KeyTaken, ToolStore, VersionConflict
+from sidecar.registry.discovery import McpDiscovery
+from sidecar.registry.factory import Built, ToolFactory
+from sidecar.registry.mcp_servers import BUILT_TOOLS_KEPT, McpServers, Resolved, refuse_stdio
+from sidecar.registry.references import Builtin, Inline, InlineMcp, Registered, ToolReference
+from sidecar.registry.store import KeyTaken, ToolStore, VersionConflict
 from tools.base import CodeRunner, Tool, VariableValue
 
 __all__ = ["Page", "Registry", "Resolved"]

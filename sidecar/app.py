@@ -18,8 +18,7 @@ from sidecar.api.openapi import openapi_document
 from sidecar.api.wire import error_response, json_response
 from sidecar.errors import MethodNotAllowed, NotFound, SidecarError
 from sidecar.logs import get_logger
-from sidecar.mcp.catalog import Catalog
-from sidecar.mcp.server import McpEndpoint, build_mcp_server, mcp_http_app
+from sidecar.mcp.server import McpEndpoint, mcp_face, mcp_http_app
 from sidecar.mcp.variables_file import load_variables_file
 from sidecar.metrics import Metrics
 from sidecar.services import Services, open_services
@@ -59,11 +58,7 @@ def create_app(
             )
             app.state.services = opened
             # A fresh MCP server per run: its session manager runs only once.
-            server = build_mcp_server(
-                executor=opened.executor,
-                catalog=Catalog.of_registry(opened.registry),
-                variables=variables,
-            )
+            server = mcp_face(opened, variables)
             app.state.mcp = mcp_http_app(server, settings)
             await stack.enter_async_context(server.session_manager.run())
             yield
@@ -92,7 +87,7 @@ def create_app(
     middleware = [
         Middleware(
             EdgeMiddleware,
-            api_keys=settings.api_keys,
+            api_keys=[key.get_secret_value() for key in settings.api_keys],
             max_body_bytes=settings.max_body_bytes,
             metrics=metrics,
         )

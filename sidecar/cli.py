@@ -16,13 +16,12 @@ import uvicorn
 from pydantic import ValidationError
 
 from sandbox import SandboxPool
-from sidecar.api.calls import to_wire
+from sidecar.api.wire import to_wire
 from sidecar.app import create_app
 from sidecar.errors import BadRequest, ManifestError, SidecarError
 from sidecar.execution import ToolCall
 from sidecar.logs import configure_logging, get_logger
-from sidecar.mcp.catalog import Catalog
-from sidecar.mcp.server import McpServer, build_mcp_server, serve_stdio
+from sidecar.mcp.server import McpServer, mcp_face, serve_stdio
 from sidecar.mcp.variables_file import VariablesFileError, load_variables_file
 from sidecar.registry.crypto import KeyFileError
 from sidecar.registry.definitions import (
@@ -147,11 +146,7 @@ def _mcp(args: argparse.Namespace, settings: Settings) -> int:
     @asynccontextmanager
     async def opened_server(variables: Mapping[str, VariableValue]) -> AsyncIterator[McpServer]:
         async with open_services(settings) as services:
-            yield build_mcp_server(
-                executor=services.executor,
-                catalog=Catalog.of_registry(services.registry),
-                variables=variables,
-            )
+            yield mcp_face(services, variables)
         log.info("services.closed")
 
     async def run(variables: Mapping[str, VariableValue]) -> None:

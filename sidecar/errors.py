@@ -16,6 +16,8 @@ and come back as a `Failed` outcome the model can read.
 
 from __future__ import annotations
 
+import copy
+
 __all__ = [
     "BadRequest",
     "Conflict",
@@ -42,6 +44,16 @@ class SidecarError(Exception):
         self.param = param
         if code is not None:
             self.code = code
+
+    def with_message(self, message: str) -> SidecarError:
+        """A copy of this error (its class, code and param) that says `message` instead.
+
+        For a redacted copy: the error raised stays as it was.
+        """
+        changed = copy.copy(self)
+        changed.message = message
+        changed.args = (message,)
+        return changed
 
 
 class BadRequest(SidecarError):

@@ -14,7 +14,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeAlias
+from typing import ClassVar, Generic, Protocol, TypeAlias, TypeVar
 
 import httpx
 
@@ -25,8 +25,6 @@ from sidecar.ids import new_id
 from sidecar.logs import get_logger, info_enabled, redacting
 from sidecar.metrics import Metrics
 from sidecar.redaction import Redactor
-from sidecar.registry.references import ToolReference
-from sidecar.registry.registry import Registry
 from sidecar.variables import secret_values
 from tools.base import (
     CodeRunner,
@@ -51,7 +49,9 @@ __all__ = [
     "FunctionCall",
     "Outcome",
     "RequiresAction",
+    "Resolved",
     "ToolCall",
+    "ToolResolver",
     "new_call_id",
 ]
 
@@ -67,11 +67,37 @@ def new_call_id() -> str:
     return new_id("call")
 
 
+# What a call names a tool by: the registry's references. The pipeline only hands them
+# to its resolver, so it does not depend on the registry that parses and resolves them.
+Reference = TypeVar("Reference")
+Reference_co = TypeVar("Reference_co", covariant=True)
+Reference_contra = TypeVar("Reference_contra", contravariant=True)
+
+
 @dataclass(frozen=True)
-class ToolCall:
+class Resolved:
+    """A tool ready to run, its kind, and the stored secrets it holds."""
+
+    tool: Tool
+    kind: str
+    held_secrets: tuple[str, ...] = ()
+
+
+class ToolResolver(Protocol[Reference_contra]):
+    """Finds the runnable tool a reference names (the registry)."""
+
+    async def resolve(
+        self, reference: Reference_contra, variables: Mapping[str, VariableValue] | None = None
+    ) -> Resolved:
+        """The tool; a `SidecarError` when the reference names none."""
+        ...
+
+
+@dataclass(frozen=True)
+class ToolCall(Generic[Reference_co]):
     """One request to run a tool."""
 
-    reference: ToolReference
+    reference: Reference_co
     arguments: JsonObject | str = field(default_factory=dict)
     variables: Mapping[str, VariableValue] = field(default_factory=dict)
     call_id: str = field(default_factory=new_call_id)
@@ -126,13 +152,13 @@ class Execution:
     duration_ms: float
 
 
-class Executor:
+class Executor(Generic[Reference]):
     """Runs tool calls; the HTTP API, the MCP server and the agent loop all come here."""
 
     def __init__(
         self,
         *,
-        registry: Registry,
+        resolver: ToolResolver[Reference],
         http: httpx.AsyncClient,
         renderer: Renderer,
         metrics: Metrics,
@@ -143,7 +169,7 @@ class Executor:
     ) -> None:
         self._code = code
         self._mcp = mcp
-        self._registry = registry
+        self._resolver = resolver
         self._deadlines = deadlines
         self._http = http
         self._renderer = renderer
@@ -151,14 +177,18 @@ class Executor:
         self._max_timeout = max_timeout
         self._arguments = ArgumentBinder()
 
-    async def execute(self, call: ToolCall, *, deadline: Deadline | None = None) -> Execution:
+    async def execute(
+        self, call: ToolCall[Reference], *, deadline: Deadline | None = None
+    ) -> Execution:
         """Run one call to an outcome; raises only for a reference that names no tool."""
         started = time.perf_counter()
         try:
-            resolved = await self._registry.resolve(call.reference, call.variables)
+            resolved = await self._resolver.resolve(call.reference, call.variables)
         except SidecarError as exc:  # its message may quote the reference, made by the caller
-            exc.message = request_redactor(call).cut(exc.message, MAX_ERROR_CHARS, marker="...")
-            raise
+            redacted = request_redactor(call.variables).cut(
+                exc.message, MAX_ERROR_CHARS, marker="..."
+            )
+            raise exc.with_message(redacted) from None
         secrets = [*secret_values(call.variables), *resolved.held_secrets]
         redactor = Redactor(secrets) if secrets else NO_SECRETS
         # Tools bound their own waits (an HTTP tool's blueprint timeout); the call's
@@ -179,7 +209,7 @@ class Executor:
         return execution
 
     async def _run(
-        self, call: ToolCall, tool: Tool, redactor: Redactor, deadline: Deadline
+        self, call: ToolCall[Reference], tool: Tool, redactor: Redactor, deadline: Deadline
     ) -> Outcome:
         budget = deadline.remaining()
         try:
@@ -217,9 +247,9 @@ class Executor:
         )
 
 
-def request_redactor(call: ToolCall) -> Redactor:
-    """A redactor for the secrets the call's own variables hold."""
-    secrets = secret_values(call.variables)
+def request_redactor(variables: Mapping[str, VariableValue]) -> Redactor:
+    """A redactor for the secrets a call's own variables hold."""
+    secrets = secret_values(variables)
     return Redactor(secrets) if secrets else NO_SECRETS
 
 

@@ -40,7 +40,11 @@ _request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 class redacting:
-    """Mask `redactor`'s secrets in every log line written in this context."""
+    """Mask `redactor`'s secrets in every log line written in this context.
+
+    Nested inside another `redacting` (a tool call run within a model response), the
+    lines are masked for the secrets of both.
+    """
 
     __slots__ = ("_redactor", "_token")
 
@@ -50,7 +54,9 @@ class redacting:
 
     def __enter__(self) -> None:
         if self._redactor:  # a call without secrets has nothing to mask
-            self._token = _call_redactor.set(self._redactor)
+            outer = _call_redactor.get()
+            combined = self._redactor if outer is None else outer | self._redactor
+            self._token = _call_redactor.set(combined)
 
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:

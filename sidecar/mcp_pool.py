@@ -51,6 +51,7 @@ from tools.base import (
     McpServer,
     McpToolInfo,
     McpUnavailable,
+    TimeLimit,
     ToolError,
     UpstreamTimeout,
 )
@@ -152,6 +153,11 @@ class McpPool:
         """How many connections are live (for metrics and tests)."""
         return sum(1 for connection in self._connections.values() if not connection.closed)
 
+    @property
+    def connection_keys(self) -> tuple[str, ...]:
+        """The keys of the pooled connections, HMACs that hold no credential (for tests)."""
+        return tuple(self._connections)
+
     def close_all(self) -> None:
         """Ask every owner task to leave its client."""
         for connection in list(self._connections.values()):
@@ -188,20 +194,18 @@ class McpPool:
         time_limit: float,
         action: Callable[[_Connection, float], Awaitable[_T]],
     ) -> _T:
-        own_limit = self._settings.call_timeout
+        limit = TimeLimit.within(self._settings.call_timeout, time_limit)
         for attempt in (1, 2):
-            limit = min(own_limit, time_limit)
             connection = await self._connection(server)
             connection.in_use += 1
             try:
-                return await action(connection, limit)
+                return await action(connection, limit.seconds)
             except MCPError as exc:
                 if exc.code == REQUEST_TIMEOUT:
-                    if limit < own_limit:
-                        raise TimeoutError from None
-                    raise UpstreamTimeout(
-                        f"MCP server {connection.where} did not answer within {limit:g} s"
-                    ) from None
+                    timeout = UpstreamTimeout(
+                        f"MCP server {connection.where} did not answer within {limit.seconds:g} s"
+                    )
+                    raise limit.expired(timeout) from None
                 if exc.code not in (CONNECTION_CLOSED, SESSION_UNKNOWN):
                     raise McpFailure(
                         f"MCP server {connection.where} answered with an error: {exc.error.message}"

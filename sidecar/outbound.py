@@ -17,7 +17,6 @@ the `mcp` package, used for MCP upstreams.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
@@ -29,6 +28,7 @@ import httpcore2
 import httpx
 import httpx2
 
+from sidecar.settings import parse_allowlist
 from tools.base import OutboundBlocked
 
 __all__ = ["OutboundPolicy", "guarded_client", "guarded_mcp_client", "guarded_transport"]
@@ -48,7 +48,6 @@ _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _ULA = ipaddress.IPv6Network("fc00::/7")
-_HOST_NAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$")
 
 
 def _ipv4_refusal(address: ipaddress.IPv4Address) -> str | None:
@@ -108,23 +107,9 @@ class OutboundPolicy:
     """Which destinations outbound connections may reach; the operator allowlist lives here."""
 
     def __init__(self, allow: Sequence[str] = ()) -> None:
-        hosts: set[str] = set()
-        networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        for entry in allow:
-            text = entry.strip().lower()
-            try:
-                networks.append(ipaddress.ip_network(text))
-                continue
-            except ValueError:
-                if "/" in text or ":" in text:
-                    raise ValueError(f"invalid outbound allowlist entry {entry!r}") from None
-            name = text.rstrip(".")
-            # A numeric-looking last label is an odd IPv4 spelling, not a host name.
-            if not _HOST_NAME.match(name) or name.rsplit(".", 1)[-1].isdigit():
-                raise ValueError(f"invalid outbound allowlist entry {entry!r}")
-            hosts.add(name)
-        self._hosts = frozenset(hosts)
-        self._networks = tuple(networks)
+        allowed = parse_allowlist(allow)  # `ValueError` names a bad entry
+        self._hosts = allowed.hosts
+        self._networks = allowed.networks
 
     def refusal(self, host: str, address: IPAddress) -> str | None:
         """Why `address` (an address of `host`) may not be reached, or None when it may."""
@@ -156,7 +141,7 @@ async def _connect_pinned(
     host: str,
     port: int,
     timeout: float | None,  # noqa: ASYNC109 (handed on to the connect call)
-    errors: tuple[type[Exception], type[Exception]],
+    errors: tuple[type[Exception], ...],
 ) -> _Stream:
     """Resolve `host` once, check every address, connect to the first that answers.
 
@@ -184,12 +169,14 @@ async def _connect_pinned(
     raise failure
 
 
-class _PinnedBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to addresses the policy checked, resolving each host once."""
+class _Pinning:
+    """The network backend of both HTTP stacks: connects only to addresses the policy
+    checked, resolving each host once (`_PinnedBackend`, `_PinnedBackend2`)."""
 
-    def __init__(self, policy: OutboundPolicy) -> None:
+    def __init__(self, policy: OutboundPolicy, backend: Any, errors: tuple[type[Exception], ...]):
         self._policy = policy
-        self._backend = httpcore.AnyIOBackend()
+        self._backend = backend
+        self._errors = errors
 
     async def connect_tcp(
         self,
@@ -198,8 +185,8 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
         local_address: str | None = None,
         socket_options: Iterable[_SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        async def connect(address: str, remaining: float | None) -> httpcore.AsyncNetworkStream:
+    ) -> Any:
+        async def connect(address: str, remaining: float | None) -> Any:
             return await self._backend.connect_tcp(
                 address,
                 port,
@@ -208,19 +195,34 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
                 socket_options=socket_options,
             )
 
-        errors = (httpcore.ConnectError, httpcore.ConnectTimeout)
-        return await _connect_pinned(self._policy, connect, host, port, timeout, errors)
+        return await _connect_pinned(self._policy, connect, host, port, timeout, self._errors)
 
     async def connect_unix_socket(
         self,
         path: str,
         timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
         socket_options: Iterable[_SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> Any:
         raise OutboundBlocked(path, "unix sockets are not allowed")
 
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)
+
+
+class _PinnedBackend(_Pinning, httpcore.AsyncNetworkBackend):
+    """The pinned backend for httpcore (httpx, tool traffic)."""
+
+    def __init__(self, policy: OutboundPolicy) -> None:
+        errors = (httpcore.ConnectError, httpcore.ConnectTimeout)
+        super().__init__(policy, httpcore.AnyIOBackend(), errors)
+
+
+class _PinnedBackend2(_Pinning, httpcore2.AsyncNetworkBackend):
+    """The pinned backend for httpcore2, the transport of the `mcp` package's client."""
+
+    def __init__(self, policy: OutboundPolicy) -> None:
+        errors = (httpcore2.ConnectError, httpcore2.ConnectTimeout)
+        super().__init__(policy, httpcore2.AnyIOBackend(), errors)
 
 
 def _check_scheme(scheme: str, host: str) -> None:
@@ -230,18 +232,27 @@ def _check_scheme(scheme: str, host: str) -> None:
         raise OutboundBlocked(host or "(no host)", f"{what} is not allowed (http/https only)")
 
 
-class _SchemeGuard(httpx.AsyncBaseTransport):
-    """Refuses any scheme but http and https before a connection is considered."""
+class _SchemeCheck:
+    """Refuses any scheme but http and https before a connection is considered (the
+    transport of both HTTP stacks: `_SchemeGuard`, `_SchemeGuard2`)."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
+    def __init__(self, transport: Any) -> None:
         self._transport = transport
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def handle_async_request(self, request: Any) -> Any:
         _check_scheme(request.url.scheme, request.url.host)
         return await self._transport.handle_async_request(request)
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+class _SchemeGuard(_SchemeCheck, httpx.AsyncBaseTransport):
+    """The scheme check for httpx."""
+
+
+class _SchemeGuard2(_SchemeCheck, httpx2.AsyncBaseTransport):
+    """The scheme check for httpx2."""
 
 
 def guarded_transport(
@@ -308,59 +319,6 @@ def guarded_client(
         trust_env=False,
         headers={"User-Agent": user_agent},
     )
-
-
-class _PinnedBackend2(httpcore2.AsyncNetworkBackend):
-    """`_PinnedBackend` for httpcore2, the transport of the `mcp` package's client."""
-
-    def __init__(self, policy: OutboundPolicy) -> None:
-        self._policy = policy
-        self._backend = httpcore2.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore2's signature)
-        local_address: str | None = None,
-        socket_options: Iterable[_SocketOption] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        async def connect(address: str, remaining: float | None) -> httpcore2.AsyncNetworkStream:
-            return await self._backend.connect_tcp(
-                address,
-                port,
-                timeout=remaining,
-                local_address=local_address,
-                socket_options=socket_options,
-            )
-
-        errors = (httpcore2.ConnectError, httpcore2.ConnectTimeout)
-        return await _connect_pinned(self._policy, connect, host, port, timeout, errors)
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore2's signature)
-        socket_options: Iterable[_SocketOption] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        raise OutboundBlocked(path, "unix sockets are not allowed")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
-
-
-class _SchemeGuard2(httpx2.AsyncBaseTransport):
-    """`_SchemeGuard` for httpx2."""
-
-    def __init__(self, transport: httpx2.AsyncBaseTransport) -> None:
-        self._transport = transport
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        _check_scheme(request.url.scheme, request.url.host)
-        return await self._transport.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
 
 
 def guarded_mcp_client(

@@ -167,8 +167,9 @@ class Redactor:
     """Masks a fixed set of secrets, and their usual encodings, in text and JSON values."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = tuple(secret for secret in secrets if secret)
         needles: set[str] = set()
-        for secret in secrets:
+        for secret in self._secrets:
             needles |= _needles(secret)
         self._longest = max(map(len, needles), default=0)
         self._automaton = _build_automaton(needles) if needles else None
@@ -180,6 +181,15 @@ class Redactor:
 
     def __bool__(self) -> bool:
         return self._automaton is not None
+
+    def __or__(self, other: Redactor) -> Redactor:
+        """A redactor for the secrets of both: one pass, so overlapping secrets of the
+        two are masked whole (redacting with one, then the other, would not)."""
+        if not other:
+            return self
+        if not self:
+            return other
+        return Redactor((*self._secrets, *other._secrets))
 
     @property
     def longest(self) -> int:

@@ -8,6 +8,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.requests import HTTPConnection
+
 from sandbox import SandboxLimits, SandboxPool
 from sidecar.code_runner import SandboxCodeRunner
 from sidecar.deadlines import DeadlineWatch
@@ -21,6 +23,7 @@ from sidecar.registry.definitions import StoredTool
 from sidecar.registry.discovery import McpDiscovery
 from sidecar.registry.factory import HttpLimits, ToolFactory
 from sidecar.registry.manifests import load_tool_manifests
+from sidecar.registry.references import ToolExecutor
 from sidecar.registry.registry import Registry
 from sidecar.registry.store import ToolStore
 from sidecar.settings import Settings
@@ -32,7 +35,7 @@ from tools.page_fetch import FetchLimits
 from tools.search_backends import BraveBackend, GoogleBackend, SearchBackend, SearxngBackend
 from tools.web_scraper import ScraperOptions, WebScraperTool
 
-__all__ = ["Services", "open_services", "platform_tools"]
+__all__ = ["Services", "open_services", "platform_tools", "services_from", "started_services"]
 
 log = get_logger("sidecar.services")
 USER_AGENT = "orq-sidecar/0.1 (+tool execution)"
@@ -46,7 +49,7 @@ class Services:
     metrics: Metrics
     store: ToolStore
     registry: Registry
-    executor: Executor
+    executor: ToolExecutor
     sandbox: SandboxPool | None
     mcp: McpPool | None = None
 
@@ -178,9 +181,9 @@ async def open_services(
         await check_manifest_code(registry, manifest_tools, settings)
         deadlines = DeadlineWatch()
         stack.callback(deadlines.close)
-        executor = Executor(
+        executor: ToolExecutor = Executor(
             deadlines=deadlines,
-            registry=registry,
+            resolver=registry,
             http=http,
             renderer=renderer,
             metrics=metrics,
@@ -229,3 +232,17 @@ async def check_manifest_code(
     for stored in tools:
         where = f"{settings.manifests_dir / 'tools'} ({stored.definition.key})"
         await registry.check_code(stored.definition, where=where)
+
+
+def services_from(connection: HTTPConnection) -> Services:
+    """The services of the app that received `connection` (opened by its lifespan)."""
+    services = started_services(connection)
+    if services is None:
+        raise RuntimeError("the app's services are not open (its lifespan has not run)")
+    return services
+
+
+def started_services(connection: HTTPConnection) -> Services | None:
+    """The app's services, or None while its lifespan has not opened them yet."""
+    services: Services | None = getattr(connection.app.state, "services", None)
+    return services

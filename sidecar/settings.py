@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -9,11 +13,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from sidecar.outbound import OutboundPolicy
-
-__all__ = ["Settings"]
+__all__ = ["Allowlist", "Settings", "parse_allowlist"]
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_HOST_NAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 # The settings each search backend needs (environment name: field).
 _SEARCH_NEEDS = {
@@ -26,6 +30,34 @@ _SEARCH_NEEDS = {
 }
 
 
+@dataclass(frozen=True)
+class Allowlist:
+    """What `SIDECAR_OUTBOUND_ALLOW` lets through: host names (lower case) and networks."""
+
+    hosts: frozenset[str]
+    networks: tuple[IPNetwork, ...]
+
+
+def parse_allowlist(entries: Sequence[str]) -> Allowlist:
+    """Host names, IP addresses and CIDRs; `ValueError` names an entry that is none of them."""
+    hosts: set[str] = set()
+    networks: list[IPNetwork] = []
+    for entry in entries:
+        text = entry.strip().lower()
+        try:
+            networks.append(ipaddress.ip_network(text))
+            continue
+        except ValueError:
+            if "/" in text or ":" in text:
+                raise ValueError(f"invalid outbound allowlist entry {entry!r}") from None
+        name = text.rstrip(".")
+        # A numeric-looking last label is an odd IPv4 spelling, not a host name.
+        if not _HOST_NAME.match(name) or name.rsplit(".", 1)[-1].isdigit():
+            raise ValueError(f"invalid outbound allowlist entry {entry!r}")
+        hosts.add(name)
+    return Allowlist(frozenset(hosts), tuple(networks))
+
+
 class Settings(BaseSettings):
     """Every setting the service reads; see the README's configuration table."""
 
@@ -35,7 +67,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     state_dir: Path = Path(".sidecar")
     manifests_dir: Path = Path("manifests")
-    api_keys: CommaList = ()
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     encryption_key: SecretStr | None = None
     outbound_allow: CommaList = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -92,7 +124,7 @@ class Settings(BaseSettings):
     @field_validator("outbound_allow")
     @classmethod
     def _allow_entries(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        OutboundPolicy(value)  # raises ValueError naming a bad entry
+        parse_allowlist(value)  # raises ValueError naming a bad entry
         return value
 
     @field_validator(
@@ -154,16 +186,14 @@ class Settings(BaseSettings):
         return tuple(f"http://{host}:{self.port}" for host in LOOPBACK_HOSTS)
 
     def service_secrets(self) -> list[str]:
-        """Values of the settings that are secrets: masked in every log line."""
-        values = [*self.api_keys]
-        if self.encryption_key is not None:
-            values.append(self.encryption_key.get_secret_value())
-        for key in (self.google_api_key, self.brave_api_key):
-            if key is not None:
-                values.append(key.get_secret_value())
-        if self.searxng_password:
-            values.append(self.searxng_password)
-        return values
+        """The values of every secret-typed setting, and any password in a URL setting.
+
+        Masked in every log line. Read off the fields, so that a secret setting added
+        later is masked without anyone listing it here.
+        """
+        return [
+            value for name in type(self).model_fields for value in _secrets_in(getattr(self, name))
+        ]
 
     @property
     def searxng_password(self) -> str | None:
@@ -179,3 +209,15 @@ class Settings(BaseSettings):
     def key_path(self) -> Path:
         """Where the generated encryption key lives when none is configured."""
         return self.state_dir / "encryption.key"
+
+
+def _secrets_in(value: object) -> list[str]:
+    """A setting's secret values: a `SecretStr`'s, each of a tuple's, a URL's password."""
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if isinstance(value, tuple):
+        return [secret for item in value for secret in _secrets_in(item)]
+    if isinstance(value, str) and "://" in value:
+        password = urlsplit(value).password
+        return [password] if password else []
+    return []

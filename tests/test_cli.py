@@ -12,19 +12,19 @@ import yaml
 from sidecar.cli import main
 from tests.support.mcp_process import stdio_command
 from tests.support.secrets import assert_no_secret
-from tests.support.upstream import Upstream, serve_upstream
+from tests.support.upstream import RecordingUpstream, serve_recording_upstream
 
 SECRET = "cli-secret-token-0099"
 
 
 @pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    with serve_upstream() as running:
+def upstream() -> Iterator[RecordingUpstream]:
+    with serve_recording_upstream() as running:
         yield running
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, upstream: Upstream, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(tmp_path: Path, upstream: RecordingUpstream, monkeypatch: pytest.MonkeyPatch) -> Path:
     tools = tmp_path / "manifests" / "tools"
     tools.mkdir(parents=True)
     manifest = {
@@ -58,7 +58,7 @@ def test_tools_list_prints_platform_and_manifest_tools(
 
 
 def test_tools_call_prints_the_redacted_outcome(
-    workdir: Path, upstream: Upstream, capsys: pytest.CaptureFixture[str]
+    workdir: Path, upstream: RecordingUpstream, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["tools", "call", "echo", "--arg", "word=hello", "--secret", f"TOKEN={SECRET}"])
     captured = capsys.readouterr()

@@ -48,6 +48,7 @@ __all__ = [
     "Secret",
     "SecretEgressDenied",
     "SecretMask",
+    "TimeLimit",
     "Tool",
     "ToolContext",
     "ToolError",
@@ -198,6 +199,34 @@ class Deadline:
     def remaining(self) -> float:
         """Seconds left, never negative."""
         return max(0.0, self.at - time.monotonic())
+
+
+@dataclass(frozen=True)
+class TimeLimit:
+    """How long a tool may wait: its own limit, or less when the call's deadline is sooner.
+
+    The one rule for what a timeout means: when the call's deadline is sooner than the
+    tool's own limit and runs out, the call ends as the pipeline's `tool_timeout`,
+    whichever timer noticed first; only the tool's own limit ends as its kind's
+    timeout (`upstream_timeout`, `sandbox_timeout`).
+    """
+
+    own: float
+    seconds: float
+
+    @classmethod
+    def of(cls, own: float, deadline: Deadline) -> TimeLimit:
+        """The tool's `own` limit within what is left of `deadline`."""
+        return cls.within(own, deadline.remaining())
+
+    @classmethod
+    def within(cls, own: float, available: float) -> TimeLimit:
+        """The tool's `own` limit within `available` seconds."""
+        return cls(own, min(own, available))
+
+    def expired(self, own_timeout: Exception) -> Exception:
+        """What the timeout is: `TimeoutError` (the call's deadline) or `own_timeout`."""
+        return TimeoutError() if self.seconds < self.own else own_timeout
 
 
 @dataclass(frozen=True)

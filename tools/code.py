@@ -20,6 +20,7 @@ from tools.base import (
     JsonValue,
     Secret,
     SecretMask,
+    TimeLimit,
     ToolContext,
     ToolError,
     ToolOutput,
@@ -84,21 +85,17 @@ class CodeTool:
         }
         names.update(arguments)
         names["params"] = dict(arguments)
-        own_limit = float(self.spec.timeout)
-        time_limit = min(own_limit, ctx.deadline.remaining())
+        limit = TimeLimit.of(float(self.spec.timeout), ctx.deadline)
         outcome = await ctx.code.run(
             self.spec.code,
             names,
-            time_limit=time_limit,
+            time_limit=limit.seconds,
             http=outbound_call(
                 ctx, self.spec.allowed_hosts, max_response_bytes=self._max_response_bytes
             ),
         )
-        if outcome.failure == "timeout" and time_limit < own_limit:
-            # The call's deadline ran out, not the tool's own limit: the pipeline
-            # reports that as `tool_timeout`, whether its watchdog or the sandbox
-            # noticed first.
-            raise TimeoutError
+        if outcome.failure == "timeout":
+            raise limit.expired(sandbox_error(outcome, ctx.mask))
         if outcome.failure is not None:
             raise sandbox_error(outcome, ctx.mask)
         return ToolResult({"result": outcome.result, "stdout": outcome.stdout})

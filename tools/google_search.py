@@ -24,12 +24,13 @@ from tools.base import (
     InvalidArguments,
     JsonObject,
     JsonValue,
+    TimeLimit,
     ToolContext,
     ToolError,
     ToolResult,
     UpstreamTimeout,
 )
-from tools.http_response import read_capped
+from tools.http_response import failure_kind, read_capped
 from tools.search_backends import (
     SearchBackend,
     SearchFailure,
@@ -83,14 +84,6 @@ DEFINITION = FunctionDefinition(
         },
         "required": ["query"],
     },
-)
-
-_FAILURE_KINDS: tuple[tuple[type[httpx.HTTPError], str], ...] = (
-    (httpx.ConnectError, "could not connect"),
-    (httpx.ReadError, "the connection broke while reading the answer"),
-    (httpx.WriteError, "the connection broke while sending the request"),
-    (httpx.RemoteProtocolError, "the server closed the connection or broke the HTTP protocol"),
-    (httpx.DecodingError, "the answer could not be decoded"),
 )
 
 
@@ -166,18 +159,17 @@ class GoogleSearchTool:
         self, request: SearchRequest, ctx: ToolContext, where: str
     ) -> tuple[int, JsonValue]:
         """The answer's status and its JSON body (None when the body is not JSON)."""
-        own = self._timeout
-        time_limit = min(own, ctx.deadline.remaining())
-        if time_limit <= 0:
+        limit = TimeLimit.of(self._timeout, ctx.deadline)
+        if limit.seconds <= 0:
             raise TimeoutError
         try:
-            with anyio.fail_after(time_limit):
+            with anyio.fail_after(limit.seconds):
                 outgoing = ctx.http.build_request(
                     "GET",
                     request.url,
                     params=list(request.params),
                     headers=list(request.headers),
-                    timeout=time_limit,
+                    timeout=limit.seconds,
                 )
                 response = await ctx.http.send(outgoing, stream=True, follow_redirects=False)
                 try:
@@ -185,11 +177,10 @@ class GoogleSearchTool:
                 finally:
                     await response.aclose()
         except (httpx.TimeoutException, TimeoutError):
-            if time_limit < own:
-                raise TimeoutError from None  # the call's deadline: the pipeline's `tool_timeout`
-            raise UpstreamTimeout(f"{where} did not answer within {own:g} s") from None
+            timeout = UpstreamTimeout(f"{where} did not answer within {limit.own:g} s")
+            raise limit.expired(timeout) from None
         except httpx.RequestError as exc:
-            kind = next((k for t, k in _FAILURE_KINDS if isinstance(exc, t)), type(exc).__name__)
+            kind = failure_kind(exc)
             raise ToolError(f"{where} could not be reached: {kind}", code="search_error") from None
         if truncated:
             raise ToolError(

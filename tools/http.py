@@ -28,27 +28,20 @@ from tools.base import (
     Secret,
     SecretEgressDenied,
     SecretMask,
+    TimeLimit,
     ToolContext,
     ToolResult,
     UpstreamError,
     UpstreamTimeout,
 )
 from tools.base import JsonValue as ToolJson
-from tools.http_response import read_result
+from tools.http_response import failure_kind, read_result
 
 __all__ = ["HeaderValue", "HttpArgument", "HttpBlueprint", "HttpSpec", "HttpTool"]
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ARGUMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _JSON_TYPES = {"string": "string", "number": "number", "boolean": "boolean"}
-_FAILURE_KINDS: tuple[tuple[type[httpx.HTTPError], str], ...] = (
-    (httpx.ConnectError, "could not connect"),
-    (httpx.ReadError, "the connection broke while reading the response"),
-    (httpx.WriteError, "the connection broke while sending the request"),
-    (httpx.RemoteProtocolError, "the server closed the connection or broke the HTTP protocol"),
-    (httpx.UnsupportedProtocol, "unsupported URL scheme"),
-    (httpx.DecodingError, "the response body could not be decoded"),
-)
 
 
 class HeaderValue(BaseModel):
@@ -175,21 +168,17 @@ class HttpTool:
 
     async def run(self, arguments: JsonObject, ctx: ToolContext) -> ToolResult:
         """Render the blueprint, send it and return status, safe headers and body."""
-        own_limit = float(self.spec.blueprint.timeout)
-        timeout = min(own_limit, ctx.deadline.remaining())
-        prepared = self._prepare(ctx, self._bindings(arguments, ctx.variables), timeout)
+        limit = TimeLimit.of(float(self.spec.blueprint.timeout), ctx.deadline)
+        prepared = self._prepare(ctx, self._bindings(arguments, ctx.variables), limit.seconds)
         host = _where(prepared.request.url, prepared.secrets)
-        if timeout <= 0:
+        if limit.seconds <= 0:
             raise TimeoutError
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(limit.seconds):
                 return ToolResult(await self._exchange(ctx, prepared))
         except (httpx.TimeoutException, TimeoutError):
-            if timeout < own_limit:
-                # The call's deadline ran out, not the tool's own limit: the
-                # pipeline reports that as `tool_timeout`, whichever fires first.
-                raise TimeoutError from None
-            raise UpstreamTimeout(f"{host} did not answer within {timeout:g} s") from None
+            timeout = UpstreamTimeout(f"{host} did not answer within {limit.seconds:g} s")
+            raise limit.expired(timeout) from None
         except httpx.RequestError as exc:
             reason = _describe(exc, ctx.mask, prepared.secrets)
             raise UpstreamError(f"request to {host} failed: {reason}") from None
@@ -281,7 +270,7 @@ def _where(url: httpx.URL, secrets: tuple[str, ...]) -> str:
 
 
 def _describe(exc: httpx.RequestError, mask: SecretMask, secrets: tuple[str, ...]) -> str:
-    kind = next((k for t, k in _FAILURE_KINDS if isinstance(exc, t)), type(exc).__name__)
+    kind = failure_kind(exc)
     detail = str(exc)
     # A detail that quotes a secret, a query or credentials is left out altogether.
     quotes_secret = mask.finds(detail) or any(s and s in detail for s in secrets)

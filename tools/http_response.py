@@ -12,7 +12,24 @@ import httpx
 
 from tools.base import JsonObject, JsonValue, SecretMask
 
-__all__ = ["SAFE_HEADERS", "parse_body", "read_capped", "read_result", "safe_headers"]
+__all__ = [
+    "SAFE_HEADERS",
+    "failure_kind",
+    "parse_body",
+    "read_capped",
+    "read_result",
+    "safe_headers",
+]
+
+# What a failed exchange with an upstream was, in words a model can act on.
+_FAILURE_KINDS: tuple[tuple[type[httpx.HTTPError], str], ...] = (
+    (httpx.ConnectError, "could not connect"),
+    (httpx.ReadError, "the connection broke while reading the response"),
+    (httpx.WriteError, "the connection broke while sending the request"),
+    (httpx.RemoteProtocolError, "the server closed the connection or broke the HTTP protocol"),
+    (httpx.UnsupportedProtocol, "unsupported URL scheme"),
+    (httpx.DecodingError, "the response body could not be decoded"),
+)
 
 SAFE_HEADERS = frozenset(
     {
@@ -28,6 +45,11 @@ SAFE_HEADERS = frozenset(
     }
 )
 _SAFE_PREFIXES = ("x-ratelimit-", "ratelimit-")
+
+
+def failure_kind(exc: httpx.HTTPError) -> str:
+    """What went wrong in an exchange, in words (the exception's type when it is unusual)."""
+    return next((kind for cls, kind in _FAILURE_KINDS if isinstance(exc, cls)), type(exc).__name__)
 
 
 def safe_headers(headers: httpx.Headers) -> dict[str, JsonValue]:

@@ -9,13 +9,15 @@ a type that is not text is refused from its headers, before its body is read.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from tools.base import InvalidArguments, ToolError, UpstreamError, UpstreamTimeout
+from tools.http_response import failure_kind, read_capped
 
 __all__ = ["FetchLimits", "Page", "fetch_page", "host_of", "is_text_type"]
 
@@ -93,12 +95,9 @@ async def fetch_page(
                 "Accept": "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.5",
             },
         )
-        try:
+        where = host_of(current)
+        with _failures(f"{where} did not answer in time", f"request to {where} failed"):
             response = await client.send(request, stream=True, follow_redirects=False)
-        except httpx.TimeoutException:
-            raise UpstreamTimeout(f"{host_of(current)} did not answer in time") from None
-        except httpx.RequestError as exc:
-            raise UpstreamError(f"request to {host_of(current)} failed: {_reason(exc)}") from None
         try:
             location = response.headers.get("location")
             if response.status_code in REDIRECTS and location:
@@ -121,24 +120,21 @@ async def _read(response: httpx.Response, url: str, final_url: str, limits: Fetc
             "(the scraper reads HTML, text and JSON)",
             code="unsupported_content_type",
         )
-    chunks: list[bytes] = []
-    size = 0
-    truncated = False
-    try:
-        async for chunk in response.aiter_bytes():  # decoded: the cap holds for gzip too
-            room = limits.max_bytes - size
-            if len(chunk) > room:
-                chunks.append(chunk[:room])
-                truncated = True
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except httpx.TimeoutException:
-        raise UpstreamTimeout(f"{host_of(final_url)} stopped sending") from None
-    except httpx.RequestError as exc:
-        raise UpstreamError(f"reading from {host_of(final_url)} failed: {_reason(exc)}") from None
-    body = b"".join(chunks)
+    where = host_of(final_url)
+    with _failures(f"{where} stopped sending", f"reading from {where} failed"):
+        body, truncated = await read_capped(response, limits.max_bytes)  # decoded: gzip too
     return Page(url, final_url, response.status_code, media_type, charset, body, truncated)
+
+
+@contextmanager
+def _failures(timed_out: str, failed: str) -> Iterator[None]:
+    """Transport failures as the tool's errors: a timeout, or what went wrong."""
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise UpstreamTimeout(timed_out) from None
+    except httpx.RequestError as exc:
+        raise UpstreamError(f"{failed}: {failure_kind(exc)}") from None
 
 
 def _content_type(header: str) -> tuple[str, str | None]:
@@ -158,11 +154,3 @@ def _checked_url(url: str, *, redirected: bool = False) -> str:
     if redirected:
         raise UpstreamError("a redirect pointed to something that is not an http(s) URL")
     raise InvalidArguments("url must be an absolute http(s) URL", param="url")
-
-
-def _reason(exc: httpx.RequestError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "could not connect"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "the server closed the connection or broke the HTTP protocol"
-    return type(exc).__name__

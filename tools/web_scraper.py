@@ -16,6 +16,7 @@ import anyio
 from tools.base import (
     FunctionDefinition,
     JsonObject,
+    TimeLimit,
     ToolContext,
     ToolResult,
     UpstreamTimeout,
@@ -106,14 +107,13 @@ class WebScraperTool:
         return ToolResult(_result(page, text))
 
     async def _fetch(self, url: str, ctx: ToolContext) -> Page:
-        own = self._options.timeout
-        time_limit = min(own, ctx.deadline.remaining())
+        limit = TimeLimit.of(self._options.timeout, ctx.deadline)
 
         async def allowed(target: str) -> None:
             await self._robots.check(ctx.http, target)
 
         try:
-            with anyio.fail_after(time_limit):
+            with anyio.fail_after(limit.seconds):
                 return await fetch_page(
                     ctx.http,
                     url,
@@ -121,11 +121,10 @@ class WebScraperTool:
                     allowed=allowed if self._options.respect_robots else None,
                 )
         except TimeoutError:
-            if time_limit < own:
-                raise  # the call's deadline ran out first: the pipeline's `tool_timeout`
-            raise UpstreamTimeout(
-                f"{host_of(url)} did not send the page within {own:g} s"
-            ) from None
+            timeout = UpstreamTimeout(
+                f"{host_of(url)} did not send the page within {limit.own:g} s"
+            )
+            raise limit.expired(timeout) from None
 
 
 def _format(value: object) -> OutputFormat:

@@ -16,43 +16,41 @@ from sidecar.api.models import (
     ResolveRequest,
     ResolveResponse,
 )
-from sidecar.api.wire import json_response, read_model
+from sidecar.api.wire import json_response, read_model, to_wire
 from sidecar.errors import BadRequest, SidecarError
 from sidecar.execution import (
-    Completed,
     Execution,
-    Executor,
     Failed,
-    RequiresAction,
     ToolCall,
     new_call_id,
     request_redactor,
 )
-from sidecar.redaction import Redactor
-from sidecar.registry.references import parse_reference
+from sidecar.registry.references import (
+    Call,
+    InlineMcp,
+    Registered,
+    ToolExecutor,
+    ToolReference,
+    parse_reference,
+)
 from sidecar.registry.registry import Registry
-from sidecar.services import Services
-from sidecar.variables import parse_variables, secret_values
+from sidecar.services import services_from
+from sidecar.variables import parse_variables
 from tools.base import Deadline, VariableValue
 
 __all__ = ["execute", "execute_batch", "resolve"]
-
-
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
 
 
 async def execute(request: Request) -> Response:
     """Run one tool call."""
     body = await read_model(request, ExecuteRequest)
     call = to_call(body, {}, param="")
-    return json_response(to_wire(await _services(request).executor.execute(call)))
+    return json_response(to_wire(await services_from(request).executor.execute(call)))
 
 
 async def execute_batch(request: Request) -> Response:
     """Run several calls concurrently (bounded); answer in the order of the calls."""
-    services = _services(request)
+    services = services_from(request)
     body = await read_model(request, BatchRequest)
     limit = services.settings.batch_max_calls
     if len(body.calls) > limit:
@@ -64,7 +62,7 @@ async def execute_batch(request: Request) -> Response:
     # One budget for the whole batch: waiting for a slot spends it too.
     deadline = Deadline.after(services.settings.max_tool_timeout)
 
-    async def run(index: int, call: ToolCall) -> None:
+    async def run(index: int, call: Call) -> None:
         async with slots:
             results[index] = await _execute_in_batch(services.executor, call, deadline)
 
@@ -75,12 +73,12 @@ async def execute_batch(request: Request) -> Response:
 
 
 async def _execute_in_batch(
-    executor: Executor, call: ToolCall, deadline: Deadline
+    executor: ToolExecutor, call: Call, deadline: Deadline
 ) -> dict[str, Any]:
     try:
         return to_wire(await executor.execute(call, deadline=deadline))
     except SidecarError as exc:  # a bad reference fails its own entry, not the batch
-        call_id = request_redactor(call).redact(call.call_id)
+        call_id = request_redactor(call.variables).redact(call.call_id)
         answer = to_wire(Execution(call_id, "", Failed(exc.code, exc.message, exc.param), 0))
         del answer["tool"]  # no tool was found
         return answer
@@ -89,7 +87,7 @@ async def _execute_in_batch(
 async def resolve(request: Request) -> Response:
     """The function definitions a model should see for some tools[] entries."""
     body = await read_model(request, ResolveRequest)
-    registry: Registry = _services(request).registry
+    registry: Registry = services_from(request).registry
     variables = parse_variables(body.variables)
     resolved: list[ResolvedTool] = []
     for index, entry in enumerate(body.tools):
@@ -97,26 +95,36 @@ async def resolve(request: Request) -> Response:
         try:
             expanded = await registry.expand(reference, variables)
         except SidecarError as exc:
-            exc.message = Redactor(secret_values(variables)).redact(exc.message)
-            raise
-        for tool, executes_with in expanded:
-            # An MCP server gives one entry per tool, each with the reference that runs it.
-            target: dict[str, Any] | str = (
-                {**entry, **executes_with} if isinstance(entry, dict) else entry
-            )
+            raise exc.with_message(request_redactor(variables).redact(exc.message)) from None
+        for expansion in expanded:
+            tool = expansion.definition
             resolved.append(
                 ResolvedTool(
                     name=tool.name,
                     description=tool.description,
                     parameters=tool.parameters,
                     strict=tool.strict,
-                    tool=target,
+                    tool=entry
+                    if expansion.reference == reference
+                    else _executes_with(entry, expansion.reference),
                 )
             )
     return json_response(ResolveResponse(tools=resolved))
 
 
-def to_call(body: ExecuteRequest, shared: Mapping[str, VariableValue], *, param: str) -> ToolCall:
+def _executes_with(entry: dict[str, Any] | str, reference: ToolReference) -> dict[str, Any] | str:
+    """The `tools[]` entry that runs one tool of an MCP server: the server's, naming it."""
+    if not isinstance(entry, dict):
+        return entry
+    match reference:
+        case Registered(ident, "mcp", member) if member is not None:
+            return {**entry, "type": "mcp", "key": ident, "tool_id": member}
+        case InlineMcp(_, member) if member is not None:
+            return {**entry, "tool_name": member}
+    return entry
+
+
+def to_call(body: ExecuteRequest, shared: Mapping[str, VariableValue], *, param: str) -> Call:
     """A wire call to a `ToolCall`; the call's own variables win over the batch's."""
     own = parse_variables(body.variables, param=f"{param}variables")
     return ToolCall(
@@ -126,33 +134,3 @@ def to_call(body: ExecuteRequest, shared: Mapping[str, VariableValue], *, param:
         call_id=body.call_id or new_call_id(),
         timeout=body.timeout,
     )
-
-
-def to_wire(execution: Execution) -> dict[str, Any]:
-    """An execution as the API answers it: the `ExecuteResponse` shape, without nulls.
-
-    A plain dict rather than the model: the model documents the contract (and a test
-    holds every outcome to it), while this path, taken by every call, skips
-    validating again what the typed pipeline built.
-    """
-    outcome = execution.outcome
-    answer: dict[str, Any] = {
-        "call_id": execution.call_id,
-        "tool": execution.tool,
-        "status": outcome.status,
-    }
-    match outcome:
-        case Completed(result):
-            answer["result"] = result
-        case Failed(code, message, param):
-            error = {"code": code, "message": message}
-            answer["error"] = error if param is None else {**error, "param": param}
-        case RequiresAction(call):
-            answer["function_call"] = {
-                "type": "function_call",
-                "call_id": call.call_id,
-                "name": call.name,
-                "arguments": call.arguments,
-            }
-    answer["duration_ms"] = execution.duration_ms
-    return answer

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.wire import json_response
-from sidecar.services import Services
+from sidecar.services import services_from, started_services
 
 __all__ = ["healthz", "metrics", "readyz"]
 
@@ -18,7 +18,7 @@ async def healthz(request: Request) -> Response:
 
 async def readyz(request: Request) -> Response:
     """The stores answer and the tools are loaded."""
-    services: Services | None = getattr(request.app.state, "services", None)
+    services = started_services(request)
     if services is None:
         return json_response({"status": "starting"}, status=503)
     checks = await services.readiness()
@@ -31,5 +31,5 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition."""
-    services: Services = request.app.state.services
+    services = services_from(request)
     return Response(services.metrics.render(), media_type="text/plain; version=0.0.4")

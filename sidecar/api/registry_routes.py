@@ -12,7 +12,7 @@ from sidecar.api.wire import json_response, read_json
 from sidecar.errors import BadRequest
 from sidecar.registry.definitions import parse_definition
 from sidecar.registry.registry import Registry
-from sidecar.services import Services
+from sidecar.services import services_from
 from sidecar.variables import parse_variables
 from tools.base import VariableValue
 
@@ -22,8 +22,7 @@ MAX_PAGE = 200
 
 
 def _registry(request: Request) -> Registry:
-    services: Services = request.app.state.services
-    return services.registry
+    return services_from(request).registry
 
 
 async def list_tools(request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""Reading requests into wire models and writing models and errors as JSON."""
+"""Reading requests into wire models and writing models, executions and errors as JSON."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from starlette.responses import Response
 
 from sidecar.api.models import ErrorBody, ErrorResponse
 from sidecar.errors import BadRequest, SidecarError
+from sidecar.execution import Completed, Execution, Failed, RequiresAction
 
-__all__ = ["error_response", "json_response", "read_json", "read_model"]
+__all__ = ["error_response", "json_response", "read_json", "read_model", "to_wire"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -104,3 +105,33 @@ def _union_tag(part: object) -> bool:
 
 
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "function-after"})
+
+
+def to_wire(execution: Execution) -> dict[str, Any]:
+    """An execution as the API answers it: the `ExecuteResponse` shape, without nulls.
+
+    A plain dict rather than the model: the model documents the contract (and a test
+    holds every outcome to it), while this path, taken by every call, skips
+    validating again what the typed pipeline built.
+    """
+    outcome = execution.outcome
+    answer: dict[str, Any] = {
+        "call_id": execution.call_id,
+        "tool": execution.tool,
+        "status": outcome.status,
+    }
+    match outcome:
+        case Completed(result):
+            answer["result"] = result
+        case Failed(code, message, param):
+            error = {"code": code, "message": message}
+            answer["error"] = error if param is None else {**error, "param": param}
+        case RequiresAction(call):
+            answer["function_call"] = {
+                "type": "function_call",
+                "call_id": call.call_id,
+                "name": call.name,
+                "arguments": call.arguments,
+            }
+    answer["duration_ms"] = execution.duration_ms
+    return answer

@@ -42,15 +42,24 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from sidecar.errors import SidecarError
-from sidecar.execution import Completed, Executor, Failed, Outcome, RequiresAction, ToolCall
+from sidecar.execution import Completed, Failed, Outcome, RequiresAction, ToolCall
 from sidecar.logs import get_logger, redacting
 from sidecar.mcp.catalog import Catalog, FaceEntry
 from sidecar.redaction import Redactor
+from sidecar.registry.references import ToolExecutor
+from sidecar.services import Services
 from sidecar.settings import Settings
 from sidecar.variables import secret_values
 from tools.base import JsonObject, VariableValue
 
-__all__ = ["McpEndpoint", "build_mcp_server", "mcp_http_app", "serve_stdio", "to_result"]
+__all__ = [
+    "McpEndpoint",
+    "build_mcp_server",
+    "mcp_face",
+    "mcp_http_app",
+    "serve_stdio",
+    "to_result",
+]
 
 log = get_logger("sidecar.mcp.server")
 SERVER_NAME = "orq-sidecar"
@@ -62,8 +71,20 @@ INSTRUCTIONS = (
 McpServer: TypeAlias = Server[Any]
 
 
+def mcp_face(services: Services, variables: Mapping[str, VariableValue]) -> McpServer:
+    """The MCP face of `services`: its platform and registered tools, run by its executor.
+
+    The one assembly of the face, for `/mcp` (`serve`) and stdio (`mcp`).
+    """
+    return build_mcp_server(
+        executor=services.executor,
+        catalog=Catalog.of_registry(services.registry),
+        variables=variables,
+    )
+
+
 def build_mcp_server(
-    *, executor: Executor, catalog: Catalog, variables: Mapping[str, VariableValue]
+    *, executor: ToolExecutor, catalog: Catalog, variables: Mapping[str, VariableValue]
 ) -> McpServer:
     """A fresh MCP server answering `tools/list` from `catalog`, calls through `executor`."""
     face = _Face(executor, catalog, variables)
@@ -81,7 +102,7 @@ class _Face:
     """The request handlers; the only place where MCP calls meet the executor."""
 
     def __init__(
-        self, executor: Executor, catalog: Catalog, variables: Mapping[str, VariableValue]
+        self, executor: ToolExecutor, catalog: Catalog, variables: Mapping[str, VariableValue]
     ) -> None:
         self._executor = executor
         self._catalog = catalog

@@ -1,85 +1,71 @@
 """The registry's MCP servers: their tools by id or name, discovery, refresh, expansion.
 
-A mixin of `Registry`: it uses the registry's lookups and caches, and keeps what is
-particular to servers that list tools of their own out of the rest of the registry.
+A part the `Registry` holds: it reads the registered tools through the same
+`StoredTools` and keeps what is particular to servers that list tools of their own
+(their discovery and the tools built for their members) out of the rest of it.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from sidecar.errors import BadRequest, Conflict, ToolNotFound
+from sidecar.errors import BadRequest, ToolNotFound
+from sidecar.execution import Resolved
 from sidecar.registry.definitions import AllowedTools, McpSpec, McpToolDefinition, StoredTool
 from sidecar.registry.discovery import McpDiscovery, pick_member
 from sidecar.registry.factory import Built, ToolFactory
+from sidecar.registry.lru import LruCache
 from sidecar.registry.references import InlineMcp, Registered, ToolReference
-from sidecar.registry.store import ToolStore, VersionConflict
-from tools.base import FunctionDefinition, Tool, VariableValue
+from sidecar.registry.stored_tools import StoredTools
+from tools.base import FunctionDefinition, VariableValue
 
-__all__ = ["BUILT_TOOLS_KEPT", "McpServers", "Resolved", "refuse_stdio"]
+__all__ = ["BUILT_TOOLS_KEPT", "Expansion", "McpServers", "refuse_stdio"]
 
 BUILT_TOOLS_KEPT = 512
 
 
 @dataclass(frozen=True)
-class Resolved:
-    """A tool ready to run, its kind, and the stored secrets it holds."""
+class Expansion:
+    """What a model sees of a reference, and the reference that executes it."""
 
-    tool: Tool
-    kind: str
-    held_secrets: tuple[str, ...] = ()
+    definition: FunctionDefinition
+    reference: ToolReference
 
 
 class McpServers:
-    """Registered MCP servers: the part of `Registry` that knows their tools."""
+    """Registered and inline MCP servers: the tools they list, found, built and refreshed."""
 
-    _store: ToolStore
-    _factory: ToolFactory
-    _mcp: McpDiscovery | None
-    _manifests_by_id: dict[str, StoredTool]
-    _manifests_by_key: dict[str, StoredTool]
-    _built_members: OrderedDict[tuple[str, int, str], Built]
+    def __init__(
+        self, tools: StoredTools, factory: ToolFactory, discovery: McpDiscovery | None
+    ) -> None:
+        self._tools = tools
+        self._factory = factory
+        self._discovery = discovery
+        self._built_members: LruCache[tuple[str, int, str], Built] = LruCache(BUILT_TOOLS_KEPT)
 
-    async def _find(self, ident: str) -> StoredTool | None:
-        raise NotImplementedError
-
-    async def get(self, ident: str) -> StoredTool:
-        raise NotImplementedError
-
-    async def all(self) -> list[StoredTool]:
-        raise NotImplementedError
-
-    async def resolve(
-        self, reference: ToolReference, variables: Mapping[str, VariableValue] | None = None
-    ) -> Resolved:
-        raise NotImplementedError
-
-    async def _nested(self, ident: str, allowed: AllowedTools | None) -> Resolved:
+    async def nested(self, ident: str, allowed: AllowedTools | None) -> Resolved:
         """`orq:mcp` by the id of one of a server's tools."""
-        for stored in await self.all():
+        for stored in await self._tools.all():
             definition = stored.definition
             if isinstance(definition, McpToolDefinition) and any(
                 entry.id == ident for entry in definition.mcp.tools
             ):
-                return self._mcp_member(stored, ident, allowed)
+                return self.member(stored, ident, allowed)
         raise ToolNotFound(f"no MCP tool or server with id or key {ident!r}", param="tool")
 
-    def _mcp_member(
+    def member(
         self, stored: StoredTool, member: str | None, allowed: AllowedTools | None
     ) -> Resolved:
+        """The runnable tool of one of a server's tools (its id or name)."""
         assert isinstance(stored.definition, McpToolDefinition)
-        entry = pick_member(stored.definition, member, allowed)
-        key = (stored.id, stored.version, entry.id)
-        built = self._built_members.get(key)
-        if built is None:
-            built = self._factory.build_mcp(stored.definition, entry)
-            self._built_members[key] = built
-            if len(self._built_members) > BUILT_TOOLS_KEPT:
-                self._built_members.popitem(last=False)
+        definition = stored.definition
+        entry = pick_member(definition, member, allowed)
+        built = self._built_members.get_or_make(
+            (stored.id, stored.version, entry.id),
+            lambda: self._factory.build_mcp(definition, entry),
+        )
         return Resolved(built.tool, "mcp", built.held_secrets)
 
     async def discovered(
@@ -95,42 +81,37 @@ class McpServers:
 
     async def expand(
         self, reference: ToolReference, variables: Mapping[str, VariableValue]
-    ) -> list[tuple[FunctionDefinition, dict[str, Any]]]:
-        """What a model should see for a reference: MCP servers give one entry per tool.
-
-        Each definition comes with the `tools[]` entry that executes it.
-        """
+    ) -> list[Expansion] | None:
+        """One entry per tool a server reference exposes; None for any other reference."""
         if isinstance(reference, InlineMcp):
             return await self._expand_inline(reference, variables)
-        if isinstance(reference, Registered) and reference.member is None:
-            stored = await self._find(reference.ident)
-            if stored is not None and isinstance(stored.definition, McpToolDefinition):
-                stored = await self.discovered(stored, variables)
-                assert isinstance(stored.definition, McpToolDefinition)
-                allowed = reference.allowed
-                return [
-                    (
-                        self._mcp_member(stored, entry.id, None).tool.definition,
-                        {"type": "mcp", "key": stored.definition.key, "tool_id": entry.id},
-                    )
-                    for entry in stored.definition.mcp.tools
-                    if allowed is None or allowed.admits(entry.name, read_only=entry.read_only)
-                ]
-        resolved = await self.resolve(reference, variables)
-        return [(resolved.tool.definition, {})]
+        if not isinstance(reference, Registered) or reference.member is not None:
+            return None
+        stored = await self._tools.find(reference.ident)
+        if stored is None or not isinstance(stored.definition, McpToolDefinition):
+            return None
+        stored = await self.discovered(stored, variables)
+        assert isinstance(stored.definition, McpToolDefinition)
+        key, allowed = stored.definition.key, reference.allowed
+        return [
+            Expansion(
+                self.member(stored, entry.id, None).tool.definition,
+                Registered(key, "mcp", entry.id),
+            )
+            for entry in stored.definition.mcp.tools
+            if allowed is None or allowed.admits(entry.name, read_only=entry.read_only)
+        ]
 
     async def _expand_inline(
         self, reference: InlineMcp, variables: Mapping[str, VariableValue]
-    ) -> list[tuple[FunctionDefinition, dict[str, Any]]]:
-        if self._mcp is None:
-            raise BadRequest("MCP servers are not available here")
+    ) -> list[Expansion]:
         definition = McpToolDefinition(type="mcp", key="inline", mcp=reference.spec)
-        listed = await self._mcp.discover(definition, variables, stored=False)
+        listed = await self._available().discover(definition, variables, stored=False)
         allowed = reference.allowed
         return [
-            (
+            Expansion(
                 FunctionDefinition(entry.name, entry.description, entry.input_schema),
-                {"tool_name": entry.name},
+                InlineMcp(reference.spec, entry.name, allowed),
             )
             for entry in listed.mcp.tools
             if allowed is None or allowed.admits(entry.name, read_only=entry.read_only)
@@ -140,14 +121,14 @@ class McpServers:
         self, ident: str, variables: Mapping[str, VariableValue] | None = None
     ) -> StoredTool:
         """List a registered MCP server's tools again; ids stay with the names they had."""
-        current = await self.get(ident)
+        current = await self._tools.get(ident)
         definition = current.definition
         if not isinstance(definition, McpToolDefinition):
             raise BadRequest(
                 f"tool {ident!r} is a {definition.type} tool; only MCP servers are refreshed",
                 param="tool_id",
             )
-        listed = await self._discover(definition, variables or {}, previous=definition.mcp)
+        listed = await self.discover(definition, variables or {}, previous=definition.mcp)
         updated = current.model_copy(
             update={
                 "definition": listed,
@@ -155,26 +136,22 @@ class McpServers:
                 "version": current.version + 1,
             }
         )
-        if current.source == "manifest":
-            # Manifest tools live in memory; a refresh lasts until the service restarts.
-            self._manifests_by_id[current.id] = updated
-            self._manifests_by_key[definition.key] = updated
-            return updated
-        try:
-            await self._store.replace(updated, expected_version=current.version)
-        except VersionConflict:
-            raise Conflict("the tool changed meanwhile; try again") from None
+        await self._tools.save_refreshed(updated, current)
         return updated
 
-    async def _discover(
+    async def discover(
         self,
         definition: McpToolDefinition,
         variables: Mapping[str, VariableValue],
         previous: McpSpec | None = None,
     ) -> McpToolDefinition:
-        if self._mcp is None:
+        """The definition with the tools its server lists now."""
+        return await self._available().discover(definition, variables, previous=previous)
+
+    def _available(self) -> McpDiscovery:
+        if self._discovery is None:
             raise BadRequest("MCP servers are not available here")
-        return await self._mcp.discover(definition, variables, previous=previous)
+        return self._discovery
 
 
 def refuse_stdio(definition: McpToolDefinition) -> None:

@@ -21,9 +21,19 @@ from typing import Any, TypeAlias
 from pydantic import ValidationError
 
 from sidecar.errors import BadRequest, ManifestError
+from sidecar.execution import Executor, ToolCall
 from sidecar.registry.definitions import AllowedTools, McpSpec, ToolDefinition, parse_definition
 
-__all__ = ["Builtin", "Inline", "InlineMcp", "Registered", "ToolReference", "parse_reference"]
+__all__ = [
+    "Builtin",
+    "Call",
+    "Inline",
+    "InlineMcp",
+    "Registered",
+    "ToolExecutor",
+    "ToolReference",
+    "parse_reference",
+]
 
 PLATFORM_PREFIX = "orq:"
 REGISTERED_KINDS = frozenset({"http", "code", "function", "mcp"})
@@ -68,6 +78,9 @@ class Inline:
 
 
 ToolReference: TypeAlias = Builtin | Registered | Inline | InlineMcp
+# The pipeline's call and executor for these references (the registry resolves them).
+Call: TypeAlias = ToolCall[ToolReference]
+ToolExecutor: TypeAlias = Executor[ToolReference]
 
 
 def parse_reference(entry: object, *, param: str = "tool") -> ToolReference:

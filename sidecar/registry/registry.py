@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +10,7 @@ from typing import Any
 from ulid import ULID
 
 from sidecar.errors import BadRequest, Conflict, ManifestError, ToolNotFound
+from sidecar.execution import Resolved
 from sidecar.registry.definitions import (
     CodeToolDefinition,
     HttpToolDefinition,
@@ -22,12 +22,14 @@ from sidecar.registry.definitions import (
 )
 from sidecar.registry.discovery import McpDiscovery
 from sidecar.registry.factory import Built, ToolFactory
-from sidecar.registry.mcp_servers import BUILT_TOOLS_KEPT, McpServers, Resolved, refuse_stdio
+from sidecar.registry.lru import LruCache
+from sidecar.registry.mcp_servers import BUILT_TOOLS_KEPT, Expansion, McpServers, refuse_stdio
 from sidecar.registry.references import Builtin, Inline, InlineMcp, Registered, ToolReference
 from sidecar.registry.store import KeyTaken, ToolStore, VersionConflict
+from sidecar.registry.stored_tools import StoredTools
 from tools.base import CodeRunner, Tool, VariableValue
 
-__all__ = ["Page", "Registry", "Resolved"]
+__all__ = ["Expansion", "Page", "Registry"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class Page:
     has_more: bool
 
 
-class Registry(McpServers):
+class Registry:
     """Looks tools up for execution and manages the registered ones."""
 
     def __init__(
@@ -52,18 +54,15 @@ class Registry(McpServers):
         mcp: McpDiscovery | None = None,
         platform_secrets: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
-        self._store = store
         self._code = code
-        self._mcp = mcp
         self._factory = factory
         self._builtins = dict(builtins)
         # Secrets a platform tool holds from the service's settings (a search backend's
         # key): redacted from every call of that tool.
         self._platform_secrets = dict(platform_secrets or {})
-        self._manifests_by_id = {tool.id: tool for tool in manifest_tools}
-        self._manifests_by_key = {tool.definition.key: tool for tool in manifest_tools}
-        self._built_tools: OrderedDict[tuple[str, int], Built] = OrderedDict()
-        self._built_members: OrderedDict[tuple[str, int, str], Built] = OrderedDict()
+        self._tools = StoredTools(store, manifest_tools)
+        self._built: LruCache[tuple[str, int], Built] = LruCache(BUILT_TOOLS_KEPT)
+        self.mcp_servers = McpServers(self._tools, factory, mcp)
 
     @property
     def builtins(self) -> Mapping[str, Tool]:
@@ -97,11 +96,11 @@ class Registry(McpServers):
                 built = self._factory.build_inline_mcp(spec, member, allowed)
                 return Resolved(built.tool, "mcp", built.held_secrets)
             case Registered(ident, kind, member, allowed):
-                stored = await self._find(ident)
+                stored = await self._tools.find(ident)
                 if stored is None and kind is None and ident in self._builtins:
                     return self._builtin(ident)
                 if stored is None and kind == "mcp":
-                    return await self._nested(ident, allowed)
+                    return await self.mcp_servers.nested(ident, allowed)
                 if stored is None:
                     raise ToolNotFound(f"no tool with id or key {ident!r}", param="tool")
                 if kind is not None and stored.definition.type != kind:
@@ -110,22 +109,28 @@ class Registry(McpServers):
                         param="tool",
                     )
                 if isinstance(stored.definition, McpToolDefinition):
-                    stored = await self.discovered(stored, variables or {})
-                    return self._mcp_member(stored, member, allowed)
-                built = self._built(stored)
-                return Resolved(built.tool, stored.definition.type, built.held_secrets)
+                    stored = await self.mcp_servers.discovered(stored, variables or {})
+                    return self.mcp_servers.member(stored, member, allowed)
+                # The row is read on every call (another replica may have changed it);
+                # the tool is built again only when its version did.
+                definition = stored.definition
+                built = self._built.get_or_make(
+                    (stored.id, stored.version), lambda: self._factory.build(definition)
+                )
+                return Resolved(built.tool, definition.type, built.held_secrets)
 
-    def _built(self, stored: StoredTool) -> Built:
-        # The row is read on every call (another replica may have changed it); the
-        # tool is built again only when its version did.
-        key = (stored.id, stored.version)
-        built = self._built_tools.get(key)
-        if built is None:
-            built = self._factory.build(stored.definition)
-            self._built_tools[key] = built
-            if len(self._built_tools) > BUILT_TOOLS_KEPT:
-                self._built_tools.popitem(last=False)
-        return built
+    async def expand(
+        self, reference: ToolReference, variables: Mapping[str, VariableValue]
+    ) -> list[Expansion]:
+        """What a model should see for a reference: an MCP server gives one entry per tool.
+
+        Each definition comes with the reference that executes it.
+        """
+        servers = await self.mcp_servers.expand(reference, variables)
+        if servers is not None:
+            return servers
+        resolved = await self.resolve(reference, variables)
+        return [Expansion(resolved.tool.definition, reference)]
 
     def _builtin(self, name: str) -> Resolved:
         tool = self._builtins.get(name)
@@ -136,18 +141,17 @@ class Registry(McpServers):
 
     async def get(self, ident: str) -> StoredTool:
         """A registered tool by `tool_<ULID>`, bare ULID or key."""
-        stored = await self._find(ident)
-        if stored is None:
-            raise ToolNotFound(f"no tool with id or key {ident!r}", param="tool_id")
-        return stored
+        return await self._tools.get(ident)
 
-    async def _find(self, ident: str) -> StoredTool | None:
-        ulid = parse_tool_id(ident)
-        if ulid is not None:
-            found = self._manifests_by_id.get(ulid) or await self._store.get(ulid)
-            if found is not None:
-                return found
-        return self._manifests_by_key.get(ident) or await self._store.get_by_key(ident)
+    async def all(self) -> list[StoredTool]:
+        """Every registered tool (manifests first), for listings and the MCP face."""
+        return await self._tools.all()
+
+    async def refresh(
+        self, ident: str, variables: Mapping[str, VariableValue] | None = None
+    ) -> StoredTool:
+        """List a registered MCP server's tools again; ids stay with the names they had."""
+        return await self.mcp_servers.refresh(ident, variables)
 
     async def create(
         self, definition: ToolDefinition, variables: Mapping[str, VariableValue] | None = None
@@ -158,13 +162,13 @@ class Registry(McpServers):
         sealed = self._sealed(definition)
         if isinstance(sealed, McpToolDefinition):
             refuse_stdio(sealed)
-            sealed = await self._discover(sealed, variables or {})
+            sealed = await self.mcp_servers.discover(sealed, variables or {})
         else:
             self._factory.build(sealed)
         now = datetime.now(UTC)
         stored = StoredTool(id=str(ULID()), definition=sealed, created=now, updated=now)
         try:
-            await self._store.insert(stored)
+            await self._tools.store.insert(stored)
         except KeyTaken:
             raise Conflict(f"a tool with key {definition.key!r} exists", param="key") from None
         return stored
@@ -193,7 +197,9 @@ class Registry(McpServers):
             previous = current.definition
             assert isinstance(previous, McpToolDefinition)
             if "mcp" in changes:
-                sealed = await self._discover(sealed, variables or {}, previous=previous.mcp)
+                sealed = await self.mcp_servers.discover(
+                    sealed, variables or {}, previous=previous.mcp
+                )
         else:
             self._factory.build(sealed)
         updated = current.model_copy(
@@ -204,7 +210,7 @@ class Registry(McpServers):
             }
         )
         try:
-            await self._store.replace(updated, expected_version=current.version)
+            await self._tools.store.replace(updated, expected_version=current.version)
         except KeyTaken:
             raise Conflict(f"a tool with key {definition.key!r} exists", param="key") from None
         except VersionConflict:
@@ -233,7 +239,7 @@ class Registry(McpServers):
     async def delete(self, ident: str) -> StoredTool:
         """Remove a registered tool."""
         current = self._writable(await self.get(ident))
-        await self._store.delete(current.id)
+        await self._tools.store.delete(current.id)
         return current
 
     async def page(
@@ -242,12 +248,12 @@ class Registry(McpServers):
         """Newest first, manifests and stored tools merged; cursors are tool ids or keys."""
         after = await self._cursor(starting_after, "starting_after")
         before = await self._cursor(ending_before, "ending_before")
-        stored, more = await self._store.page(
+        stored, more = await self._tools.store.page(
             limit=limit, starting_after=after, ending_before=before
         )
         manifests = [
             tool
-            for tool in self._manifests_by_id.values()
+            for tool in self._tools.manifests()
             if (after is None or tool.id < after) and (before is None or tool.id > before)
         ]
         merged = sorted([*stored, *manifests], key=lambda tool: tool.id, reverse=True)
@@ -255,23 +261,19 @@ class Registry(McpServers):
         chosen = merged[-limit:] if before is not None else merged[:limit]
         return Page(chosen, more or len(merged) > limit)
 
-    async def all(self) -> list[StoredTool]:
-        """Every registered tool (manifests first), for listings and the MCP face."""
-        return [*self._manifests_by_id.values(), *await self._store.all()]
-
     async def _cursor(self, ident: str | None, param: str) -> str | None:
         if ident is None:
             return None
         ulid = parse_tool_id(ident)
         if ulid is not None:
             return ulid
-        found = await self._find(ident)
+        found = await self._tools.find(ident)
         if found is None:
             raise BadRequest(f"{param} {ident!r} is neither a tool id nor a known key", param=param)
         return found.id
 
     def _check_key_free(self, key: str) -> None:
-        if key in self._manifests_by_key or key in self._builtins:
+        if self._tools.is_manifest_key(key) or key in self._builtins:
             raise Conflict(f"key {key!r} is taken by a manifest or platform tool", param="key")
 
     def _writable(self, stored: StoredTool) -> StoredTool:

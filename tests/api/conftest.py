@@ -9,14 +9,14 @@ import httpx
 import pytest
 
 from sidecar.settings import Settings
+from tests.api.reflecting_upstream import ReflectingUpstream, serve_reflecting_upstream
 from tests.api.support import make_settings, open_client
-from tests.api.upstream import Upstream, serve_upstream
 
 
 @pytest.fixture(scope="session")
-def upstream() -> Iterator[Upstream]:
+def upstream() -> Iterator[ReflectingUpstream]:
     """The echo server, run by uvicorn in a thread for the whole session."""
-    with serve_upstream() as server:
+    with serve_reflecting_upstream() as server:
         yield server
 
 

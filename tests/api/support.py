@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from sidecar.app import create_app
+from sidecar.services import Services, open_services
 from sidecar.settings import Settings
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "http_tool",
     "make_settings",
     "open_client",
+    "open_client_and_services",
 ]
 
 
@@ -35,14 +37,31 @@ def make_settings(root: Path, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def open_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An in-process client of the app, its lifespan running for the duration of the block."""
-    app = create_app(settings)
+async def open_client(
+    settings: Settings, services: Services | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An in-process client of the app, its lifespan running for the duration of the block.
+
+    Given `services`, the app uses them instead of opening its own.
+    """
+    app = create_app(settings, services)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
     ):
         yield client
+
+
+@asynccontextmanager
+async def open_client_and_services(
+    settings: Settings,
+) -> AsyncIterator[tuple[httpx.AsyncClient, Services]]:
+    """An in-process client of the app and the services it uses, opened here (as `serve` does)."""
+    async with (
+        open_services(settings) as services,
+        open_client(settings, services) as client,
+    ):
+        yield client, services
 
 
 def assert_error(

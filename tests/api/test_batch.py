@@ -10,6 +10,7 @@ import anyio
 import httpx
 import pytest
 
+from tests.api.reflecting_upstream import ReflectingUpstream
 from tests.api.support import (
     assert_error,
     function_tool,
@@ -17,7 +18,6 @@ from tests.api.support import (
     make_settings,
     open_client,
 )
-from tests.api.upstream import Upstream
 from tests.support.secrets import assert_no_secret
 
 pytestmark = pytest.mark.anyio
@@ -78,7 +78,7 @@ async def test_a_malformed_reference_is_a_bad_request_naming_the_call(
 
 
 async def test_batch_variables_apply_and_a_calls_own_win(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     tool = http_tool(
         "regional",
@@ -105,7 +105,7 @@ async def test_batch_variables_apply_and_a_calls_own_win(
 
 
 async def test_a_calls_own_secret_is_redacted_in_its_entry(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     tool = http_tool("keyed", upstream.url("/reflect"), headers={"Authorization": "Bearer {{t}}"})
     await client.post("/v2/tools", json=tool)
@@ -120,7 +120,9 @@ async def test_a_calls_own_secret_is_redacted_in_its_entry(
     assert_no_secret(response.text, SECRET)
 
 
-async def test_calls_really_run_concurrently(client: httpx.AsyncClient, upstream: Upstream) -> None:
+async def test_calls_really_run_concurrently(
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
+) -> None:
     size = 5
     # The upstream answers none of these until all of them are waiting at once.
     barrier = upstream.url(f"/barrier/{uuid.uuid4().hex}/{size}")

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.reflecting_upstream import ReflectingUpstream
 from tests.api.support import assert_error, make_settings, open_client
-from tests.api.upstream import Upstream
 from tests.support.secrets import assert_no_piece, assert_no_secret
 
 pytestmark = pytest.mark.anyio
@@ -109,7 +109,7 @@ async def test_an_endless_loop_times_out(client: httpx.AsyncClient) -> None:
 
 
 async def test_the_http_helper_carries_a_secret_only_to_an_allowed_host(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     code = (
         "answer = http.get(url, headers={'Authorization': 'Bearer ' + TOKEN})\n"
@@ -217,7 +217,7 @@ async def test_entity_and_shell_forms_of_a_secret_in_a_result_are_masked(
 
 
 async def test_the_http_helper_pins_a_secret_in_a_header_name_or_a_form_field(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     code = (
         "if how == 'header':\n"

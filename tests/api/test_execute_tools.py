@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.reflecting_upstream import ReflectingUpstream
 from tests.api.support import function_tool, http_tool, make_settings, open_client
-from tests.api.upstream import Upstream
 from tests.support.secrets import assert_no_piece, assert_no_secret, random_secret
 
 pytestmark = pytest.mark.anyio
@@ -97,7 +97,7 @@ async def test_an_inline_function_with_a_bad_schema_is_a_bad_request(
     assert response.json()["error"]["param"].startswith("tool.function.parameters")
 
 
-def secret_tool(upstream: Upstream, path: str) -> dict[str, Any]:
+def secret_tool(upstream: ReflectingUpstream, path: str) -> dict[str, Any]:
     """An HTTP tool that sends the `token` variable in a header, the query and the body."""
     return http_tool(
         "echo",
@@ -110,7 +110,7 @@ def secret_tool(upstream: Upstream, path: str) -> dict[str, Any]:
 
 
 async def call_echo(
-    client: httpx.AsyncClient, upstream: Upstream, path: str, q: str, **plain: str
+    client: httpx.AsyncClient, upstream: ReflectingUpstream, path: str, q: str, **plain: str
 ) -> httpx.Response:
     """Register the echo tool on `path` and call it with the secret and `plain` variables."""
     await client.post("/v2/tools", json=secret_tool(upstream, path))
@@ -122,7 +122,7 @@ async def call_echo(
 
 
 async def test_an_http_tool_sends_the_secret_and_never_answers_it(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     response = await call_echo(client, upstream, "/echo/secret", "rain", plain="visible")
     assert response.status_code == 200, response.text
@@ -142,7 +142,9 @@ async def test_an_http_tool_sends_the_secret_and_never_answers_it(
     assert_no_secret(response.text, SECRET)
 
 
-async def reflect(client: httpx.AsyncClient, upstream: Upstream, secret: str) -> httpx.Response:
+async def reflect(
+    client: httpx.AsyncClient, upstream: ReflectingUpstream, secret: str
+) -> httpx.Response:
     """Call an HTTP tool whose upstream sends `secret` back in many encodings."""
     tool = http_tool(
         "reflect", upstream.url("/reflect"), headers={"Authorization": "Bearer {{token}}"}
@@ -153,7 +155,7 @@ async def reflect(client: httpx.AsyncClient, upstream: Upstream, secret: str) ->
 
 
 async def test_an_upstream_that_reflects_encodings_of_the_secret_is_redacted(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     response = await reflect(client, upstream, SECRET)
     answer = response.json()
@@ -168,7 +170,7 @@ async def test_an_upstream_that_reflects_encodings_of_the_secret_is_redacted(
 
 
 async def test_entity_and_shell_forms_of_a_secret_with_quotes_are_redacted(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     secret = 'it\'s-"quoted"-' + random_secret(random.Random(3), 16)
     response = await reflect(client, upstream, secret)
@@ -180,7 +182,7 @@ async def test_entity_and_shell_forms_of_a_secret_with_quotes_are_redacted(
 
 
 async def test_a_capped_body_never_ends_in_a_piece_of_a_secret(
-    tmp_path: Path, upstream: Upstream
+    tmp_path: Path, upstream: ReflectingUpstream
 ) -> None:
     secret = random_secret(random.Random(4), 40)
     cap = 1024
@@ -208,7 +210,7 @@ async def test_a_capped_body_never_ends_in_a_piece_of_a_secret(
 
 
 async def test_a_response_never_echoes_the_variables(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     response = await call_echo(client, upstream, "/echo/quiet", "x", region="eu-west-secretive")
     assert "variables" not in response.json()
@@ -217,7 +219,7 @@ async def test_a_response_never_echoes_the_variables(
 
 
 async def test_a_missing_placeholder_value_is_named(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     await client.post("/v2/tools", json=secret_tool(upstream, "/echo/missing"))
     answer = await execute(client, {"tool": "echo", "arguments": {"q": "x"}})
@@ -228,7 +230,7 @@ async def test_a_missing_placeholder_value_is_named(
 
 
 async def test_an_upstream_404_is_a_completed_call(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     tool = http_tool("gone", upstream.url("/status/404"))
     await client.post("/v2/tools", json=tool)

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.api.reflecting_upstream import ReflectingUpstream
 from tests.api.support import assert_error, http_tool
-from tests.api.upstream import Upstream
 from tests.support.secrets import assert_no_secret
 
 pytestmark = pytest.mark.anyio
@@ -23,7 +23,7 @@ async def post_raw(client: httpx.AsyncClient, body: str) -> httpx.Response:
 
 
 async def test_a_schema_reference_to_a_url_is_refused_and_never_fetched(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     remote = {"$ref": upstream.url("/schema.json")}
     tool = {**FLAT_FUNCTION, "parameters": {"type": "object", "properties": {"a": remote}}}
@@ -102,7 +102,7 @@ async def test_an_unknown_tool_in_a_batch_keeps_the_secrets_of_its_call_masked(
 
 
 async def test_version_hash_does_not_depend_on_an_encrypted_value(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     hashes = set()
     for secret in ("first-secret-value", "second-secret-value"):

@@ -17,7 +17,7 @@ from sidecar.mcp.catalog import Catalog, PlatformTools, RegisteredTools, expande
 from sidecar.mcp.server import build_mcp_server
 from sidecar.settings import Settings
 from sidecar.variables import parse_variables
-from tests.api.support import assert_error, make_settings, open_client
+from tests.api.support import assert_error, make_settings, open_client, open_client_and_services
 from tests.support.mcp_process import RunningUpstream, running_upstream, stdio_command
 from tests.support.secrets import assert_no_secret
 
@@ -58,10 +58,8 @@ def inline_server(upstream: RunningUpstream, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(params=TRANSPORTS)
-async def upstream(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[RunningUpstream]:
-    async with running_upstream(request.param, tmp_path) as running:
+async def upstream(request: pytest.FixtureRequest) -> AsyncIterator[RunningUpstream]:
+    async with running_upstream(request.param) as running:
         yield running
 
 
@@ -171,22 +169,13 @@ async def test_an_upstream_killed_mid_call_fails_that_call_and_the_next_reconnec
 
     async with anyio.create_task_group() as group:
         group.start_soon(slow_call)
-        await wait_until_listening_call_reached(client)
+        await upstream.wait_for("started")  # the call reached the upstream
         await upstream.kill()
     assert answers[0]["status"] == "failed"
     assert answers[0]["error"]["code"] == "mcp_unavailable"
     await upstream.start()
     after = await call(client, "add", {"a": 2, "b": 3})
     assert after["result"]["structured_content"] == {"result": 5}
-
-
-async def wait_until_listening_call_reached(client: httpx.AsyncClient) -> None:
-    """Wait until the pool holds a connection with a call in flight."""
-    pool = client._transport.app.state.services.mcp  # type: ignore[attr-defined]
-    with anyio.fail_after(10):
-        while not any(c.in_use for c in pool._connections.values()):
-            await anyio.sleep(0.01)
-    await anyio.sleep(0.2)  # the request is on the wire once the SDK has sent it
 
 
 async def test_a_slow_tool_hits_the_call_timeout_and_the_upstream_sees_the_cancel(
@@ -197,14 +186,10 @@ async def test_a_slow_tool_hits_the_call_timeout_and_the_upstream_sees_the_cance
     assert answer["status"] == "failed"
     assert answer["error"]["code"] == "upstream_timeout"
     assert "3 s" in answer["error"]["message"]
-    with anyio.fail_after(10):
-        while not upstream.cancellations():
-            await anyio.sleep(0.02)
+    await upstream.wait_for("cancelled")
     shorter = await call(client, "pause", {"seconds": 30}, timeout=0.5)
     assert shorter["error"]["code"] == "tool_timeout"
-    with anyio.fail_after(10):
-        while len(upstream.cancellations()) < 2:
-            await anyio.sleep(0.02)  # the call cancelled by its deadline is cancelled upstream
+    await upstream.wait_for("cancelled")  # the call cancelled by its deadline is cancelled upstream
     ok = await call(client, "add", {"a": 1, "b": 1})
     assert ok["status"] == "completed", "the connection survives a timed-out call"
 
@@ -387,30 +372,30 @@ async def test_a_manifest_stdio_server_is_discovered_on_first_use(tmp_path: Path
 
 
 async def test_the_mcp_face_offers_a_registered_servers_tools_under_their_key(
-    client: httpx.AsyncClient, upstream: RunningUpstream
+    settings: Settings, upstream: RunningUpstream
 ) -> None:
-    await register(client, server_tool(upstream))
-    services = client._transport.app.state.services  # type: ignore[attr-defined]
-    registry = services.registry
-    catalog = Catalog(
-        [PlatformTools(registry.builtins), RegisteredTools(registry, expanders_for(registry))]
-    )
-    variables = parse_variables(secret_variables())
-    face = build_mcp_server(executor=services.executor, catalog=catalog, variables=variables)
-    async with Client(face) as mcp_client:
-        listed = {tool.name: tool for tool in (await mcp_client.list_tools()).tools}
-        result = await mcp_client.call_tool("remote__whoami", {})
-    assert {"remote__add", "remote__whoami", "current_date"} <= set(listed)
-    assert listed["remote__add"].input_schema["required"] == ["a", "b"]
-    seen = result.structured_content
-    assert seen is not None, "the upstream's structured content is handed on"
-    assert seen["authorization"] == "Bearer ***"
-    assert seen["authorization_sha256"] == sha256(f"Bearer {SECRET}")
-    assert_no_secret(result.model_dump_json(), SECRET)
-    async with Client(face) as mcp_client:
-        refused = await mcp_client.call_tool("remote__refuse", {"text": "no"})
-    assert refused.is_error
-    assert "refused: no" in refused.model_dump_json()
+    async with open_client_and_services(settings) as (client, services):
+        await register(client, server_tool(upstream))
+        registry = services.registry
+        catalog = Catalog(
+            [PlatformTools(registry.builtins), RegisteredTools(registry, expanders_for(registry))]
+        )
+        variables = parse_variables(secret_variables())
+        face = build_mcp_server(executor=services.executor, catalog=catalog, variables=variables)
+        async with Client(face) as mcp_client:
+            listed = {tool.name: tool for tool in (await mcp_client.list_tools()).tools}
+            result = await mcp_client.call_tool("remote__whoami", {})
+        assert {"remote__add", "remote__whoami", "current_date"} <= set(listed)
+        assert listed["remote__add"].input_schema["required"] == ["a", "b"]
+        seen = result.structured_content
+        assert seen is not None, "the upstream's structured content is handed on"
+        assert seen["authorization"] == "Bearer ***"
+        assert seen["authorization_sha256"] == sha256(f"Bearer {SECRET}")
+        assert_no_secret(result.model_dump_json(), SECRET)
+        async with Client(face) as mcp_client:
+            refused = await mcp_client.call_tool("remote__refuse", {"text": "no"})
+        assert refused.is_error
+        assert "refused: no" in refused.model_dump_json()
 
 
 async def test_an_inline_read_only_filter_refuses_a_tool_the_server_does_not_mark_read_only(

@@ -10,13 +10,13 @@ import pytest
 import yaml
 
 from sidecar.errors import ManifestError
+from tests.api.reflecting_upstream import ReflectingUpstream
 from tests.api.support import (
     assert_error,
     http_tool,
     make_settings,
     open_client,
 )
-from tests.api.upstream import Upstream
 from tests.support.secrets import assert_no_secret
 
 pytestmark = pytest.mark.anyio
@@ -25,7 +25,7 @@ HEADER_SECRET = "s3cr3t-header-value"
 MASK = "***"
 
 
-def secured_tool(upstream: Upstream, key: str = "secured") -> dict[str, Any]:
+def secured_tool(upstream: ReflectingUpstream, key: str = "secured") -> dict[str, Any]:
     headers = {
         "X-Api-Key": {"value": HEADER_SECRET, "encrypted": True},
         "X-Plain": "visible",
@@ -39,7 +39,7 @@ def shown_headers(tool: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_an_encrypted_header_is_masked_when_created_read_and_listed(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     created = await client.post("/v2/tools", json=secured_tool(upstream))
     fetched = await client.get("/v2/tools/secured")
@@ -54,7 +54,7 @@ async def test_an_encrypted_header_is_masked_when_created_read_and_listed(
 
 
 async def test_sending_the_mask_back_keeps_the_working_value(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     fetched = (await client.post("/v2/tools", json=secured_tool(upstream))).json()
     fetched["description"] = "Changed, header untouched"
@@ -75,7 +75,7 @@ async def test_sending_the_mask_back_keeps_the_working_value(
 
 
 async def test_the_upstream_receives_the_decrypted_header(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     body = http_tool(
         "mirror",
@@ -92,7 +92,7 @@ async def test_the_upstream_receives_the_decrypted_header(
 
 
 async def test_a_new_value_replaces_the_encrypted_header(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     tool = (await client.post("/v2/tools", json=secured_tool(upstream))).json()
     change = secured_tool(upstream)
@@ -107,7 +107,7 @@ async def test_a_new_value_replaces_the_encrypted_header(
 
 
 async def test_the_mask_for_a_header_with_no_stored_value_is_refused(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     tool = (await client.post("/v2/tools", json=secured_tool(upstream))).json()
     tool["http"]["blueprint"]["headers"]["X-Other"] = {"value": MASK, "encrypted": True}
@@ -124,7 +124,7 @@ async def test_the_mask_for_a_header_with_no_stored_value_is_refused(
 
 
 async def test_the_mask_matches_the_stored_header_whatever_its_case(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     tool = (await client.post("/v2/tools", json=secured_tool(upstream))).json()
     headers = tool["http"]["blueprint"]["headers"]
@@ -135,7 +135,7 @@ async def test_the_mask_matches_the_stored_header_whatever_its_case(
 
 
 async def test_a_value_that_only_looks_encrypted_is_refused(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     forged = {"A": {"value": "enc:v1:not-a-real-token", "encrypted": True}}
     response = await client.post(
@@ -146,7 +146,7 @@ async def test_a_value_that_only_looks_encrypted_is_refused(
 
 
 async def test_a_fetched_tool_sent_back_unchanged_keeps_its_version_hash(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     tool = (await client.post("/v2/tools", json=secured_tool(upstream))).json()
     patched = (await client.patch(f"/v2/tools/{tool['_id']}", json=tool)).json()
@@ -206,7 +206,9 @@ async def test_a_manifest_key_cannot_be_registered_again(tmp_path: Path) -> None
         assert assert_error(await client.post("/v2/tools", json=again), 409)["param"] == "key"
 
 
-async def test_a_manifest_encrypted_header_is_masked(tmp_path: Path, upstream: Upstream) -> None:
+async def test_a_manifest_encrypted_header_is_masked(
+    tmp_path: Path, upstream: ReflectingUpstream
+) -> None:
     write_manifest(tmp_path, "secured.yaml", secured_tool(upstream))
     async with open_client(make_settings(tmp_path)) as client:
         for response in (await client.get("/v2/tools/secured"), await client.get("/v2/tools")):
@@ -239,7 +241,7 @@ async def test_a_manifest_that_is_not_yaml_stops_startup(tmp_path: Path) -> None
 
 
 async def test_the_mask_does_not_follow_the_url_to_another_host(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     tool = (await client.post("/v2/tools", json=secured_tool(upstream))).json()
     tool["http"]["blueprint"]["url"] = "http://127.0.0.9:9/steal"
@@ -251,7 +253,7 @@ async def test_the_mask_does_not_follow_the_url_to_another_host(
 
 
 async def test_an_inline_tool_cannot_have_a_stored_value_decrypted(
-    client: httpx.AsyncClient, upstream: Upstream
+    client: httpx.AsyncClient, upstream: ReflectingUpstream
 ) -> None:
     await client.post("/v2/tools", json=secured_tool(upstream))
     stored = await client.get("/v2/tools/secured")

@@ -193,9 +193,9 @@ async def test_robots_txt_is_not_read_by_default(client: httpx.AsyncClient, page
 async def test_the_request_carries_a_descriptive_user_agent(
     tmp_path: Path,
 ) -> None:
-    from tests.support.upstream import serve_upstream
+    from tests.support.upstream import serve_recording_upstream
 
-    with serve_upstream() as upstream:
+    with serve_recording_upstream() as upstream:
         async with open_client(make_settings(tmp_path)) as client:
             await scrape(client, f"{upstream.base_url}/echo/page")
     agent = upstream.requests[-1].headers["user-agent"]

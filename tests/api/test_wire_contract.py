@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from sidecar.api.calls import to_wire
 from sidecar.api.models import ExecuteResponse
-from sidecar.api.wire import json_bytes
+from sidecar.api.wire import json_bytes, to_wire
 from sidecar.execution import Completed, Execution, Failed, FunctionCall, RequiresAction
 
 OUTCOMES = [

@@ -115,7 +115,7 @@ async def compare(sidecar_url: str, upstream_url: str) -> None:
 
 
 async def run(workdir: Path) -> None:
-    async with running_upstream("http", workdir) as upstream:
+    async with running_upstream("http") as upstream:
         with run_sidecar(workdir, env={"SIDECAR_LOG_LEVEL": LOG_LEVEL}) as sidecar:
             await compare(sidecar.base_url, upstream.url)
 

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.upstream import Upstream, serve_upstream
+from tests.support.upstream import RecordingUpstream, serve_recording_upstream
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    with serve_upstream() as running:
+def upstream() -> Iterator[RecordingUpstream]:
+    with serve_recording_upstream() as running:
         yield running

@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.secrets import assert_no_secret
 from tests.support.sidecar_process import RunningSidecar, run_sidecar
-from tests.support.upstream import Upstream, resetting_server
+from tests.support.upstream import RecordingUpstream, resetting_server
 
 SECRET = "bad-input-secret-value-42"
 
@@ -70,13 +70,17 @@ def test_unknown_tool_is_a_404(client: httpx.Client) -> None:
     assert response.json()["error"]["code"] == "tool_not_found"
 
 
-def test_wrong_argument_type_names_the_field(client: httpx.Client, upstream: Upstream) -> None:
+def test_wrong_argument_type_names_the_field(
+    client: httpx.Client, upstream: RecordingUpstream
+) -> None:
     response = _execute(client, _inline(f"{upstream.base_url}/n/{{{{n}}}}"), arguments={"n": "x"})
     outcome = _failed(response, "invalid_arguments")
     assert outcome["error"]["param"] == "n"
 
 
-def test_placeholder_without_value_names_it(client: httpx.Client, upstream: Upstream) -> None:
+def test_placeholder_without_value_names_it(
+    client: httpx.Client, upstream: RecordingUpstream
+) -> None:
     response = _execute(client, _inline(f"{upstream.base_url}/{{{{missing}}}}"), arguments={"n": 1})
     outcome = _failed(response, "invalid_arguments")
     assert "missing" in outcome["error"]["message"]
@@ -91,7 +95,9 @@ def test_oversized_body_is_a_413(client: httpx.Client) -> None:
     assert response.json()["error"]["code"] == "payload_too_large"
 
 
-def test_crlf_in_a_header_value_is_refused(client: httpx.Client, upstream: Upstream) -> None:
+def test_crlf_in_a_header_value_is_refused(
+    client: httpx.Client, upstream: RecordingUpstream
+) -> None:
     tool = _inline(f"{upstream.base_url}/h", headers={"X-Injected": "{{value}}"})
     tool["http"]["arguments"]["value"] = {"type": "string", "description": "v"}
     before = len(upstream.requests)
@@ -100,7 +106,9 @@ def test_crlf_in_a_header_value_is_refused(client: httpx.Client, upstream: Upstr
     assert len(upstream.requests) == before, "nothing may be sent"
 
 
-def test_blocked_destination_names_the_host(client: httpx.Client, upstream: Upstream) -> None:
+def test_blocked_destination_names_the_host(
+    client: httpx.Client, upstream: RecordingUpstream
+) -> None:
     port = upstream.base_url.rsplit(":", 1)[1]
     outcome = _failed(
         _execute(client, _inline(f"http://127.0.0.2:{port}/x"), arguments={"n": 1}),
@@ -109,7 +117,9 @@ def test_blocked_destination_names_the_host(client: httpx.Client, upstream: Upst
     assert "127.0.0.2" in outcome["error"]["message"]
 
 
-def test_redirect_to_a_blocked_host_is_refused(client: httpx.Client, upstream: Upstream) -> None:
+def test_redirect_to_a_blocked_host_is_refused(
+    client: httpx.Client, upstream: RecordingUpstream
+) -> None:
     port = upstream.base_url.rsplit(":", 1)[1]
     target = f"http://127.0.0.2:{port}/x"
     tool = _inline(f"{upstream.base_url}/redirect?to={target}")
@@ -117,7 +127,9 @@ def test_redirect_to_a_blocked_host_is_refused(client: httpx.Client, upstream: U
     assert "127.0.0.2" in outcome["error"]["message"]
 
 
-def test_upstream_timeout_is_a_failed_call(client: httpx.Client, upstream: Upstream) -> None:
+def test_upstream_timeout_is_a_failed_call(
+    client: httpx.Client, upstream: RecordingUpstream
+) -> None:
     tool = _inline(f"{upstream.base_url}/slow?seconds=30", timeout=1)
     _failed(_execute(client, tool, arguments={"n": 1}), "upstream_timeout")
 
@@ -130,7 +142,7 @@ def test_connection_reset_is_a_failed_call(client: httpx.Client) -> None:
 
 
 def test_non_2xx_upstream_status_is_a_completed_call(
-    client: httpx.Client, upstream: Upstream
+    client: httpx.Client, upstream: RecordingUpstream
 ) -> None:
     response = _execute(client, _inline(f"{upstream.base_url}/status/404"), arguments={"n": 1})
     outcome = response.json()

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.secrets import assert_no_secret
 from tests.support.sidecar_process import RunningSidecar, run_sidecar
-from tests.support.upstream import Upstream
+from tests.support.upstream import RecordingUpstream
 
 API_KEY = "sk-live-9f8e7d6c5b4a3210-secret"
 BODY_TOKEN = "tok_body+/=&?secret-77"
@@ -25,7 +25,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSidecar
         yield running
 
 
-def _weather_tool(upstream: Upstream) -> dict[str, object]:
+def _weather_tool(upstream: RecordingUpstream) -> dict[str, object]:
     return {
         "type": "http",
         "key": "weather",
@@ -56,7 +56,7 @@ def _weather_tool(upstream: Upstream) -> dict[str, object]:
 
 
 def test_register_resolve_and_execute_with_secrets(
-    sidecar: RunningSidecar, upstream: Upstream
+    sidecar: RunningSidecar, upstream: RecordingUpstream
 ) -> None:
     with httpx.Client(base_url=sidecar.base_url, timeout=30) as client:
         created = client.post("/v2/tools", json=_weather_tool(upstream))
@@ -106,7 +106,7 @@ def test_register_resolve_and_execute_with_secrets(
 
 
 def test_encrypted_header_is_not_readable_in_the_database(
-    sidecar: RunningSidecar, upstream: Upstream
+    sidecar: RunningSidecar, upstream: RecordingUpstream
 ) -> None:
     tool = _weather_tool(upstream) | {"key": "weather-db-check"}
     with httpx.Client(base_url=sidecar.base_url, timeout=30) as client:

@@ -18,7 +18,7 @@ from tests.support.mcp_face import (
 )
 from tests.support.secrets import assert_no_secret
 from tests.support.sidecar_process import RunningSidecar, run_sidecar
-from tests.support.upstream import Upstream
+from tests.support.upstream import RecordingUpstream
 
 pytestmark = pytest.mark.anyio
 
@@ -29,7 +29,7 @@ MODES = ["legacy", "auto"]
 
 @pytest.fixture(scope="module")
 def sidecar(
-    tmp_path_factory: pytest.TempPathFactory, upstream: Upstream
+    tmp_path_factory: pytest.TempPathFactory, upstream: RecordingUpstream
 ) -> Iterator[RunningSidecar]:
     workdir = tmp_path_factory.mktemp("mcp-http")
     variables = prepare_workdir(workdir, upstream.base_url)
@@ -72,7 +72,7 @@ async def test_current_date_answers_json_text_and_structured_content(
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_secret_from_the_variables_file_reaches_the_upstream_and_nothing_else(
-    sidecar: RunningSidecar, upstream: Upstream, mode: str
+    sidecar: RunningSidecar, upstream: RecordingUpstream, mode: str
 ) -> None:
     async with http_client(mcp_url(sidecar), key=API_KEY, mode=mode) as client:
         result = await client.call_tool("echo_secret", {"word": f"from-{mode}"})
@@ -88,7 +88,7 @@ async def test_a_secret_from_the_variables_file_reaches_the_upstream_and_nothing
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_tool_registered_after_start_is_listed_and_callable_at_once(
-    sidecar: RunningSidecar, upstream: Upstream, mode: str
+    sidecar: RunningSidecar, upstream: RecordingUpstream, mode: str
 ) -> None:
     key = f"late_{mode}"
     tool = {

@@ -25,7 +25,7 @@ from tests.support.mcp_face import (
     result_text,
 )
 from tests.support.secrets import assert_no_secret
-from tests.support.upstream import Upstream
+from tests.support.upstream import RecordingUpstream
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +48,7 @@ class Workdir:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, upstream: Upstream) -> Workdir:
+def workdir(tmp_path: Path, upstream: RecordingUpstream) -> Workdir:
     variables = prepare_workdir(tmp_path, upstream.base_url)
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -73,7 +73,7 @@ async def stdio_session(workdir: Workdir) -> AsyncIterator[Client]:
 
 
 async def test_stdio_lists_tools_and_runs_calls_with_the_file_secrets(
-    workdir: Workdir, upstream: Upstream
+    workdir: Workdir, upstream: RecordingUpstream
 ) -> None:
     async with stdio_session(workdir) as client:
         listed = {tool.name for tool in (await client.list_tools()).tools}

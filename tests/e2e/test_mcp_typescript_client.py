@@ -19,7 +19,7 @@ import pytest
 from tests.support.mcp_face import UPSTREAM_TOKEN, prepare_workdir
 from tests.support.secrets import assert_no_secret
 from tests.support.sidecar_process import RunningSidecar, run_sidecar
-from tests.support.upstream import Upstream
+from tests.support.upstream import RecordingUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("mcp_client.mjs")
@@ -55,7 +55,7 @@ def run_client(server: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return answer, finished.stderr
 
 
-def check_answer(answer: dict[str, Any], upstream: Upstream) -> None:
+def check_answer(answer: dict[str, Any], upstream: RecordingUpstream) -> None:
     assert answer["server"]["name"] == "orq-sidecar"
     tools = {tool["name"]: tool for tool in answer["tools"]}
     assert {"current_date", "echo_secret"} <= set(tools)
@@ -73,7 +73,7 @@ def check_answer(answer: dict[str, Any], upstream: Upstream) -> None:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory, upstream: Upstream) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory, upstream: RecordingUpstream) -> Path:
     root = tmp_path_factory.mktemp("mcp-ts")
     prepare_workdir(root, upstream.base_url)
     return root
@@ -89,7 +89,7 @@ def sidecar(workdir: Path) -> Iterator[RunningSidecar]:
         yield running
 
 
-def test_the_typescript_client_works_over_stdio(workdir: Path, upstream: Upstream) -> None:
+def test_the_typescript_client_works_over_stdio(workdir: Path, upstream: RecordingUpstream) -> None:
     env = {
         "SIDECAR_STATE_DIR": str(workdir / "stdio-state"),
         "SIDECAR_MANIFESTS_DIR": str(workdir / "manifests"),
@@ -110,7 +110,9 @@ def test_the_typescript_client_works_over_stdio(workdir: Path, upstream: Upstrea
     assert_no_secret(stderr, UPSTREAM_TOKEN, where="server logs")
 
 
-def test_the_typescript_client_works_over_http(sidecar: RunningSidecar, upstream: Upstream) -> None:
+def test_the_typescript_client_works_over_http(
+    sidecar: RunningSidecar, upstream: RecordingUpstream
+) -> None:
     server = {
         "http": {
             "url": f"{sidecar.base_url}/mcp",

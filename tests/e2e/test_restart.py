@@ -8,13 +8,13 @@ import httpx
 
 from tests.support.secrets import assert_no_secret
 from tests.support.sidecar_process import run_sidecar
-from tests.support.upstream import serve_upstream
+from tests.support.upstream import serve_recording_upstream
 
 HEADER_SECRET = "restart-survivor-secret-123"
 
 
 def test_registry_and_encrypted_values_survive_a_restart(tmp_path: Path) -> None:
-    with serve_upstream() as upstream:
+    with serve_recording_upstream() as upstream:
         tool = {
             "type": "http",
             "key": "survivor",

@@ -6,8 +6,9 @@ Over HTTP it prints `listening <port>` once it accepts connections. Its tools:
 - `whoami`: the Authorization (and its SHA-256, which redaction leaves alone) and
   X-Tenant headers it received, its env variable `UPSTREAM_NAME` and its pid;
 - `add` (read-only): the sum of two integers;
-- `pause`: sleeps; when the call is cancelled it appends a line to the file named
-  by `UPSTREAM_CANCEL_LOG`, so tests can see that a cancel reached the server;
+- `pause`: sleeps; it reports `started <seconds>` when the call starts and
+  `cancelled <seconds>` when the call is cancelled, so tests can see that the call
+  or its cancel reached the server (see `_report`);
 - `refuse`: a tool error (`is_error`) carrying the text it was given;
 - `blob`: a text of the length asked for;
 - `wipe`: a destructive tool, for the `read_only` filter.
@@ -55,13 +56,11 @@ def build_server() -> MCPServer:
 
     @server.tool(description="Wait for some seconds, then answer.")
     async def pause(seconds: float) -> str:
+        _report(f"started {seconds}")
         try:
             await anyio.sleep(seconds)
         except anyio.get_cancelled_exc_class():
-            log = os.environ.get("UPSTREAM_CANCEL_LOG")
-            if log:
-                with open(log, "a") as file:
-                    file.write(f"cancelled {seconds}\n")
+            _report(f"cancelled {seconds}")
             raise
         return f"paused {seconds}"
 
@@ -81,6 +80,19 @@ def build_server() -> MCPServer:
         return "wiped"
 
     return server
+
+
+def _report(line: str) -> None:
+    """Report an event where `UPSTREAM_EVENTS` says: `-` for stdout, else a file to append to.
+
+    Over stdio, stdout carries the protocol: reports must go to a file there.
+    """
+    target = os.environ.get("UPSTREAM_EVENTS")
+    if target == "-":
+        print(line, flush=True)
+    elif target:
+        with open(target, "a") as file:
+            file.write(f"{line}\n")
 
 
 def _security() -> TransportSecuritySettings:

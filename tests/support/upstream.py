@@ -1,4 +1,10 @@
-"""A real HTTP upstream on loopback for tests and benchmarks: it records and echoes requests."""
+"""A real HTTP upstream on loopback for tests and benchmarks: it records and echoes requests.
+
+`RecordingUpstream` keeps each request as sent on the wire (raw path, body bytes) and
+offers slow answers (`/slow`) and redirects (`/redirect`). The API tests' reflecting
+upstream (`tests.api.reflecting_upstream.ReflectingUpstream`), by contrast, keeps a
+journal of parsed requests and reflects credentials back in many encodings.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +24,11 @@ from starlette.routing import Route
 
 __all__ = [
     "Recorded",
-    "Upstream",
+    "RecordingUpstream",
     "free_port",
     "resetting_server",
     "serve_app",
-    "serve_upstream",
+    "serve_recording_upstream",
 ]
 
 
@@ -46,14 +52,14 @@ class Recorded:
 
 
 @dataclass
-class Upstream:
-    """A running upstream: its base URL and the requests it received."""
+class RecordingUpstream:
+    """A running recording upstream: its base URL and the requests it received, as sent."""
 
     base_url: str
     requests: list[Recorded] = field(default_factory=list)
 
 
-def _app(upstream: Upstream) -> Starlette:
+def _app(upstream: RecordingUpstream) -> Starlette:
     async def echo(request: Request) -> Response:
         body = await request.body()
         upstream.requests.append(
@@ -101,9 +107,9 @@ def _app(upstream: Upstream) -> Starlette:
 
 
 @contextmanager
-def serve_upstream() -> Iterator[Upstream]:
-    """Run the upstream with uvicorn in a thread; stop it on exit."""
-    upstream = Upstream("")
+def serve_recording_upstream() -> Iterator[RecordingUpstream]:
+    """Run the recording upstream with uvicorn in a thread; stop it on exit."""
+    upstream = RecordingUpstream("")
     with serve_app(_app(upstream)) as base_url:
         upstream.base_url = base_url
         yield upstream

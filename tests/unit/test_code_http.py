@@ -264,11 +264,9 @@ async def test_the_method_is_checked_too(client: httpx.AsyncClient, upstream: Re
 async def test_a_request_without_a_secret_in_any_part_is_not_pinned(
     client: httpx.AsyncClient, upstream: Recorder
 ) -> None:
-    request: JsonObject = {
-        "method": "POST",
-        "url": "https://u:p@api.example/v1/items?q=1",
-        "headers": {"X-Name": "value"},
-        "json": {"token": SECRET[:-1] + "!"},
-    }
-    answer = await ask(handler(client), request)
+    near_miss = SECRET[:-1] + "!"
+    answer = await ask(
+        handler(client),
+        {"url": "https://u:p@api.example/v1/items?q=1", "json": {"token": near_miss}},
+    )
     assert answer["ok"] is True, answer

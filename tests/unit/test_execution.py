@@ -20,7 +20,7 @@ from sidecar.logs import configure_logging
 from sidecar.metrics import Metrics
 from sidecar.registry.crypto import SecretBox
 from sidecar.registry.factory import HttpLimits, ToolFactory
-from sidecar.registry.references import Builtin
+from sidecar.registry.references import Builtin, Call, ToolExecutor
 from sidecar.registry.registry import Registry
 from sidecar.registry.store import ToolStore
 from sidecar.templating import PlaceholderRenderer
@@ -122,13 +122,13 @@ def tools() -> dict[str, Tool]:
 
 
 @pytest.fixture
-async def executor(tmp_path: Path, tools: dict[str, Tool]) -> AsyncIterator[Executor]:
+async def executor(tmp_path: Path, tools: dict[str, Tool]) -> AsyncIterator[ToolExecutor]:
     factory = ToolFactory(SecretBox(Fernet.generate_key()), HttpLimits())
     deadlines = DeadlineWatch(resolution=0.01)
     async with ToolStore(tmp_path / "registry.sqlite3") as store, httpx.AsyncClient() as http:
         registry = Registry(store=store, factory=factory, builtins=tools)
         yield Executor(
-            registry=registry,
+            resolver=registry,
             http=http,
             renderer=PlaceholderRenderer(),
             metrics=Metrics(),
@@ -138,12 +138,12 @@ async def executor(tmp_path: Path, tools: dict[str, Tool]) -> AsyncIterator[Exec
         deadlines.close()
 
 
-def call(name: str, timeout: float | None = None, **arguments: Any) -> ToolCall:
+def call(name: str, timeout: float | None = None, **arguments: Any) -> Call:
     variables: dict[str, VariableValue] = {"token": Secret(SECRET), "plain": "visible"}
     return ToolCall(Builtin(name), arguments, variables, call_id=f"call-{name}", timeout=timeout)
 
 
-async def test_a_hanging_tool_times_out(executor: Executor) -> None:
+async def test_a_hanging_tool_times_out(executor: ToolExecutor) -> None:
     execution = await executor.execute(call("hang", timeout=0.05))
     assert execution.call_id == "call-hang"
     assert execution.tool == "hang"
@@ -156,7 +156,7 @@ async def test_a_hanging_tool_times_out(executor: Executor) -> None:
 
 
 async def test_the_callers_deadline_wins_when_it_is_sooner(
-    executor: Executor, tools: dict[str, Tool]
+    executor: ToolExecutor, tools: dict[str, Tool]
 ) -> None:
     execution = await executor.execute(call("hang"), deadline=Deadline.after(0.05))
     assert isinstance(execution.outcome, Failed)
@@ -166,7 +166,7 @@ async def test_the_callers_deadline_wins_when_it_is_sooner(
     assert hang.started.is_set()
 
 
-async def test_a_crashing_tool_fails_without_its_exception_text(executor: Executor) -> None:
+async def test_a_crashing_tool_fails_without_its_exception_text(executor: ToolExecutor) -> None:
     execution = await executor.execute(call("crash"))
     assert isinstance(execution.outcome, Failed)
     assert execution.outcome.code == "internal_error"
@@ -176,13 +176,13 @@ async def test_a_crashing_tool_fails_without_its_exception_text(executor: Execut
     assert isinstance(after.outcome, Completed)
 
 
-async def test_a_tool_errors_message_is_redacted(executor: Executor) -> None:
+async def test_a_tool_errors_message_is_redacted(executor: ToolExecutor) -> None:
     outcome = (await executor.execute(call("leaky_error"))).outcome
     assert outcome == Failed("upstream_refused", "upstream refused token ***")
 
 
 async def test_a_result_holding_the_secret_and_its_base64_is_redacted(
-    executor: Executor,
+    executor: ToolExecutor,
 ) -> None:
     outcome = (await executor.execute(call("leaky_result"))).outcome
     assert isinstance(outcome, Completed)
@@ -200,21 +200,21 @@ async def test_a_result_holding_the_secret_and_its_base64_is_redacted(
     }
 
 
-async def test_handed_back_arguments_are_redacted(executor: Executor) -> None:
+async def test_handed_back_arguments_are_redacted(executor: ToolExecutor) -> None:
     outcome = (await executor.execute(call("leaky_result", hand_back=True))).outcome
     assert isinstance(outcome, RequiresAction)
     assert outcome.function_call.call_id == "call-leaky_result"
     assert json.loads(outcome.function_call.arguments) == {"token": "***"}
 
 
-async def test_arguments_are_bound_before_the_tool_runs(executor: Executor) -> None:
+async def test_arguments_are_bound_before_the_tool_runs(executor: ToolExecutor) -> None:
     bad = ToolCall(Builtin("current_date"), '{"timezone": 3}')
     outcome = (await executor.execute(bad)).outcome
     assert isinstance(outcome, Failed)
     assert (outcome.code, outcome.param) == ("invalid_arguments", "timezone")
 
 
-async def test_an_unknown_tool_is_raised_not_failed(executor: Executor) -> None:
+async def test_an_unknown_tool_is_raised_not_failed(executor: ToolExecutor) -> None:
     with pytest.raises(ToolNotFound):
         await executor.execute(ToolCall(Builtin("nope")))
 
@@ -228,7 +228,7 @@ def json_logs() -> Iterator[None]:
 
 @pytest.mark.usefixtures("json_logs")
 async def test_log_lines_never_carry_a_secret(
-    executor: Executor, capsys: pytest.CaptureFixture[str]
+    executor: ToolExecutor, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configure_logging(level="debug", fmt="json")
     for name in ("crash", "leaky_error", "leaky_result", "hang"):

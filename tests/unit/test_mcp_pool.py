@@ -12,7 +12,12 @@ import pytest
 
 from sidecar.mcp_pool import McpPool, McpPoolSettings
 from sidecar.outbound import OutboundPolicy
-from tests.support.mcp_process import RunningUpstream, running_upstream, stdio_command
+from tests.support.mcp_process import (
+    RunningUpstream,
+    running_upstream,
+    stdio_command,
+    wait_for_reported,
+)
 from tools.base import McpServer, McpUnavailable, OutboundBlocked
 
 pytestmark = pytest.mark.anyio
@@ -21,8 +26,8 @@ SECRET = "pool-secret-credential-5521"
 
 
 @pytest.fixture
-async def upstream(tmp_path: Path) -> AsyncIterator[RunningUpstream]:
-    async with running_upstream("http", tmp_path) as running:
+async def upstream() -> AsyncIterator[RunningUpstream]:
+    async with running_upstream("http") as running:
         yield running
 
 
@@ -30,9 +35,11 @@ def http_server(upstream: RunningUpstream, token: str = SECRET) -> McpServer:
     return McpServer("http", url=upstream.url, headers=(("Authorization", f"Bearer {token}"),))
 
 
-def stdio_server(name: str = "alpha") -> McpServer:
+def stdio_server(name: str = "alpha", events: Path | None = None) -> McpServer:
+    """The upstream over stdio; it reports its events to the file `events`, if given."""
     command, args = stdio_command()
-    return McpServer("stdio", command=command, args=tuple(args), env=(("UPSTREAM_NAME", name),))
+    env = (("UPSTREAM_NAME", name),) + ((("UPSTREAM_EVENTS", str(events)),) if events else ())
+    return McpServer("stdio", command=command, args=tuple(args), env=env)
 
 
 async def whoami_pid(pool: McpPool, server: McpServer) -> int:
@@ -63,7 +70,7 @@ async def test_calls_with_the_same_credentials_share_one_connection(
 async def test_a_connection_key_holds_no_secret(upstream: RunningUpstream) -> None:
     async with McpPool.open(OutboundPolicy(["127.0.0.1"]), McpPoolSettings()) as pool:
         await pool.call_tool(http_server(upstream), "add", {"a": 1, "b": 2}, time_limit=20)
-        keys = " ".join(pool._connections)
+        keys = " ".join(pool.connection_keys)
     assert SECRET not in keys
     assert "Bearer" not in keys
 
@@ -136,11 +143,12 @@ async def wait_until_gone(pid: int) -> None:
             await anyio.sleep(0.05)
 
 
-async def test_a_stdio_server_killed_mid_call_fails_the_call_and_the_next_call_restarts_it() -> (
-    None
-):
+async def test_a_stdio_server_killed_mid_call_fails_the_call_and_the_next_call_restarts_it(
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "events.log"
     async with McpPool.open(OutboundPolicy(), McpPoolSettings()) as pool:
-        server = stdio_server()
+        server = stdio_server(events=events)
         pid = await whoami_pid(pool, server)
         failures: list[BaseException] = []
 
@@ -152,9 +160,7 @@ async def test_a_stdio_server_killed_mid_call_fails_the_call_and_the_next_call_r
 
         async with anyio.create_task_group() as group:
             group.start_soon(slow_call)
-            with anyio.fail_after(10):
-                while not any(c.in_use for c in pool._connections.values()):
-                    await anyio.sleep(0.01)
+            await wait_for_reported(events, "started")  # the call reached the server
             os.kill(pid, signal.SIGKILL)
         assert len(failures) == 1
         assert "lost during the call" in str(failures[0])

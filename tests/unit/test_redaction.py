@@ -234,16 +234,7 @@ def test_stream_output_equals_whole_text_redaction_for_every_split(
 
     for pieces in splits_everywhere(text):
         assert stream_all(redactor, pieces) == expected, pieces
-
-
-@pytest.mark.parametrize(("secrets", "text"), STREAM_CASES)
-def test_stream_of_bytes_equals_whole_text_redaction_for_every_byte_split(
-    secrets: list[str], text: str
-) -> None:
-    redactor = Redactor(secrets)
-    expected = redactor.redact(text)
-    data = text.encode()
-
+    data = text.encode()  # and of UTF-8 bytes split anywhere, inside a character too
     for i in range(len(data) + 1):
         stream = redactor.stream()
         out = stream.feed_bytes(data[:i]) + stream.feed_bytes(data[i:]) + stream.close()

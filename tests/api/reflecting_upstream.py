@@ -1,9 +1,12 @@
-"""A real upstream for HTTP tools: a Starlette app served by uvicorn on 127.0.0.1.
+"""The reflecting upstream of the API tests: a Starlette app served by uvicorn on 127.0.0.1.
 
-It echoes every request as JSON, records what it received, reflects a bearer token in
-common encodings (`/reflect`) or as plain text at a chosen offset (`/pad`), answers a
-chosen status (`/status/{code}`) and holds requests at a barrier until enough of them
-wait at once (`/barrier/{group}/{size}`).
+It echoes every request as JSON, keeps a journal of the requests it received as parsed
+(path, query parameters, JSON or text body), reflects a bearer token in common
+encodings (`/reflect`) or as plain text at a chosen offset (`/pad`), answers a chosen
+status (`/status/{code}`) and holds requests at a barrier until enough of them wait at
+once (`/barrier/{group}/{size}`). `tests.support.upstream.RecordingUpstream`, by
+contrast, keeps each request as sent on the wire (raw path, body bytes) and offers slow
+answers and redirects, for the end-to-end tests.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-__all__ = ["Upstream", "serve_upstream"]
+__all__ = ["ReflectingUpstream", "serve_reflecting_upstream"]
 
 BARRIER_PATIENCE = 10.0
 
@@ -139,8 +142,8 @@ def _xml(text: str, apostrophe: str, quote_mark: str) -> str:
 
 
 @dataclass(frozen=True)
-class Upstream:
-    """A real HTTP server on 127.0.0.1 and the journal of what it received."""
+class ReflectingUpstream:
+    """A running reflecting upstream on 127.0.0.1 and the journal of what it received."""
 
     base_url: str
     journal: Journal
@@ -156,8 +159,8 @@ class Upstream:
 
 
 @contextmanager
-def serve_upstream() -> Iterator[Upstream]:
-    """Run the upstream in a thread of its own until the block ends."""
+def serve_reflecting_upstream() -> Iterator[ReflectingUpstream]:
+    """Run the reflecting upstream in a thread of its own until the block ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)  # bound and listening now: requests queue until uvicorn accepts them
@@ -170,7 +173,7 @@ def serve_upstream() -> Iterator[Upstream]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
-        yield Upstream(f"http://127.0.0.1:{port}", journal)
+        yield ReflectingUpstream(f"http://127.0.0.1:{port}", journal)
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sidecar.api import calls, health, registry_routes
+from sidecar.api import calls, health, registry_routes, responses
 from sidecar.api.middleware import EdgeMiddleware
 from sidecar.api.openapi import openapi_document
 from sidecar.api.wire import error_response, json_response
@@ -78,6 +78,15 @@ def create_app(
         Route("/v2/tools/{tool_id}", registry_routes.update_tool, methods=["PATCH"]),
         Route("/v2/tools/{tool_id}", registry_routes.delete_tool, methods=["DELETE"]),
         Route("/v2/tools/{tool_id}/refresh", registry_routes.refresh_tool, methods=["POST"]),
+        *(
+            route
+            for prefix in ("/v3/router/responses", "/v1/responses")
+            for route in (
+                Route(prefix, responses.create_response, methods=["POST"]),
+                Route(prefix + "/{response_id}", responses.get_response, methods=["GET"]),
+                Route(prefix + "/{response_id}", responses.delete_response, methods=["DELETE"]),
+            )
+        ),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", health.metrics, methods=["GET"]),

@@ -20,6 +20,7 @@ from sidecar.api.wire import to_wire
 from sidecar.app import create_app
 from sidecar.errors import BadRequest, ManifestError, SidecarError
 from sidecar.execution import ToolCall
+from sidecar.llm.providers.catalog import ProvidersFileError, provider_specs
 from sidecar.logs import configure_logging, get_logger
 from sidecar.mcp.server import McpServer, mcp_face, serve_stdio
 from sidecar.mcp.variables_file import VariablesFileError, load_variables_file
@@ -33,7 +34,7 @@ from sidecar.registry.definitions import (
 from sidecar.registry.manifests import load_tool_manifests, manifest_files
 from sidecar.registry.references import parse_reference
 from sidecar.services import open_services
-from sidecar.settings import Settings
+from sidecar.settings import Settings, env_name
 from sidecar.variables import secret_values
 from tools.base import JsonValue, Secret, VariableValue
 
@@ -64,7 +65,7 @@ def _settings_problems(error: ValidationError) -> str:
     for problem in error.errors(include_input=False, include_url=False):
         message = problem["msg"].removeprefix("Value error, ")
         names = [str(part) for part in problem["loc"]]
-        where = f"SIDECAR_{names[0].upper()}: " if names else ""
+        where = f"{env_name(names[0])}: " if names else ""
         problems.append(where + message)
     return "; ".join(problems)
 
@@ -167,7 +168,7 @@ def _run_service(
     configure_logging(settings.log_level, settings.log_format, secrets)
     try:
         anyio.run(run, variables, backend_options={"use_uvloop": _has_uvloop()})
-    except (ManifestError, KeyFileError) as exc:
+    except (ManifestError, KeyFileError, ProvidersFileError) as exc:
         return _cannot_start(exc)
     return 0
 
@@ -184,8 +185,14 @@ def _has_uvloop() -> bool:
 def _service_secrets(
     settings: Settings, variables: Mapping[str, VariableValue] | None = None
 ) -> list[str]:
-    """Values masked in every log line: the keys, and the secrets of the MCP variables file."""
-    return [*settings.service_secrets(), *secret_values(variables or {})]
+    """Values masked in every log line: the keys (the providers file's included), and the
+    secrets of the MCP variables file."""
+    try:
+        specs = provider_specs(settings)
+    except ProvidersFileError:
+        specs = {}  # the start fails on it with its own line
+    keys = [spec.key.reveal() for spec in specs.values() if spec.key is not None]
+    return [*settings.service_secrets(), *keys, *secret_values(variables or {})]
 
 
 def _tools_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -16,8 +16,6 @@ and come back as a `Failed` outcome the model can read.
 
 from __future__ import annotations
 
-import copy
-
 __all__ = [
     "BadRequest",
     "Conflict",
@@ -50,7 +48,9 @@ class SidecarError(Exception):
 
         For a redacted copy: the error raised stays as it was.
         """
-        changed = copy.copy(self)
+        # Not `copy.copy`: it would call `__init__` again, with the message as its arguments.
+        changed = type(self).__new__(type(self), message)
+        changed.__dict__.update(self.__dict__)
         changed.message = message
         changed.args = (message,)
         return changed

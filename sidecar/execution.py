@@ -150,6 +150,7 @@ class Execution:
     tool: str
     outcome: Outcome
     duration_ms: float
+    kind: str = ""  # the tool's kind (`http`, `code`, `mcp`, a platform tool's name...)
 
 
 class Executor(Generic[Reference]):
@@ -204,6 +205,7 @@ class Executor(Generic[Reference]):
                 resolved.tool.definition.name,
                 outcome,
                 round(seconds * 1000, 3),
+                resolved.kind,
             )
             _log(execution)
         return execution

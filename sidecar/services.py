@@ -8,12 +8,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from starlette.requests import HTTPConnection
 
 from sandbox import SandboxLimits, SandboxPool
 from sidecar.code_runner import SandboxCodeRunner
 from sidecar.deadlines import DeadlineWatch
 from sidecar.execution import Executor
+from sidecar.llm.providers.catalog import build_provider, provider_specs
+from sidecar.llm.responder import Responder
+from sidecar.llm.routing import Router
+from sidecar.llm.store import ResponseStore
 from sidecar.logs import get_logger
 from sidecar.mcp_pool import McpPool, McpPoolSettings
 from sidecar.metrics import Metrics
@@ -52,6 +57,7 @@ class Services:
     executor: ToolExecutor
     sandbox: SandboxPool | None
     mcp: McpPool | None = None
+    responder: Responder | None = None
 
     async def readiness(self) -> dict[str, dict[str, Any]]:
         """Each dependency's state, for `/readyz`."""
@@ -62,6 +68,8 @@ class Services:
         except (sqlite3.Error, RuntimeError) as exc:  # readiness reports, it does not crash
             checks["store"] = {"ok": False, "error": type(exc).__name__}
         checks["registry"] = {"ok": True, "platform_tools": sorted(self.registry.builtins)}
+        if self.responder is not None:
+            checks["model_core"] = {"ok": True, "providers": self.responder.providers}
         if self.mcp is not None:
             checks["mcp"] = {"ok": True, "upstream_connections": self.mcp.open_connections}
         if self.sandbox is None:
@@ -191,12 +199,36 @@ async def open_services(
             mcp=mcp,
             max_timeout=settings.max_tool_timeout,
         )
+        responder = await _open_model_core(stack, settings, registry, executor)
         log.info(
             "services.ready",
             manifest_tools=len(manifest_tools),
             state_dir=str(settings.state_dir),
+            providers=responder.providers,
         )
-        yield Services(settings, metrics, store, registry, executor, pool, mcp)
+        yield Services(settings, metrics, store, registry, executor, pool, mcp, responder)
+
+
+async def _open_model_core(
+    stack: AsyncExitStack, settings: Settings, registry: Registry, executor: ToolExecutor
+) -> Responder:
+    """The providers, their HTTP client, the response store and the responder."""
+    specs = provider_specs(settings)
+    # Provider addresses are the operator's settings, not a model's or a user's choice:
+    # the outbound guard (which keeps those away from private hosts) does not apply.
+    client = await stack.enter_async_context(
+        httpx.AsyncClient(
+            trust_env=False,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            headers={"user-agent": USER_AGENT},
+        )
+    )
+    router = Router({name: build_provider(spec, client) for name, spec in specs.items()})
+    responses = await stack.enter_async_context(ResponseStore(settings.responses_path))
+    return Responder(
+        router=router, specs=specs, registry=registry, executor=executor, store=responses
+    )
 
 
 async def _open_sandbox(stack: AsyncExitStack, settings: Settings) -> SandboxPool | None:

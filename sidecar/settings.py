@@ -7,13 +7,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Allowlist", "Settings", "parse_allowlist"]
+__all__ = ["Allowlist", "Settings", "env_name", "parse_allowlist"]
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -56,6 +56,11 @@ def parse_allowlist(entries: Sequence[str]) -> Allowlist:
             raise ValueError(f"invalid outbound allowlist entry {entry!r}")
         hosts.add(name)
     return Allowlist(frozenset(hosts), tuple(networks))
+
+
+def _conventional(name: str) -> Any:
+    """A setting read from `name` as is (no `SIDECAR_` prefix), or by its field name."""
+    return Field(default=None, validation_alias=AliasChoices(name.lower(), name))
 
 
 class Settings(BaseSettings):
@@ -111,6 +116,19 @@ class Settings(BaseSettings):
     searxng_url: str | None = None
     brave_api_key: SecretStr | None = None
     brave_base_url: str = "https://api.search.brave.com/res/v1/web/search"
+    # The model core's providers: the conventional keys their own SDKs read (no
+    # prefix), and a file for more (RESPONSES.md §5).
+    providers_file: Path | None = None
+    openai_api_key: SecretStr | None = _conventional("OPENAI_API_KEY")
+    openai_base_url: str | None = _conventional("OPENAI_BASE_URL")
+    anthropic_api_key: SecretStr | None = _conventional("ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = _conventional("ANTHROPIC_BASE_URL")
+    openrouter_api_key: SecretStr | None = _conventional("OPENROUTER_API_KEY")
+    groq_api_key: SecretStr | None = _conventional("GROQ_API_KEY")
+    together_api_key: SecretStr | None = _conventional("TOGETHER_API_KEY")
+    mistral_api_key: SecretStr | None = _conventional("MISTRAL_API_KEY")
+    deepseek_api_key: SecretStr | None = _conventional("DEEPSEEK_API_KEY")
+    ollama_base_url: str | None = _conventional("OLLAMA_BASE_URL")
 
     @field_validator(
         "api_keys", "outbound_allow", "mcp_allowed_hosts", "mcp_allowed_origins", mode="before"
@@ -133,6 +151,16 @@ class Settings(BaseSettings):
         "google_cse_id",
         "searxng_url",
         "brave_api_key",
+        "openai_api_key",
+        "openai_base_url",
+        "anthropic_api_key",
+        "anthropic_base_url",
+        "openrouter_api_key",
+        "groq_api_key",
+        "together_api_key",
+        "mistral_api_key",
+        "deepseek_api_key",
+        "ollama_base_url",
         mode="before",
     )
     @classmethod
@@ -146,7 +174,14 @@ class Settings(BaseSettings):
     def _lower_backend(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("google_base_url", "searxng_url", "brave_base_url")
+    @field_validator(
+        "google_base_url",
+        "searxng_url",
+        "brave_base_url",
+        "openai_base_url",
+        "anthropic_base_url",
+        "ollama_base_url",
+    )
     @classmethod
     def _web_address(cls, value: str | None) -> str | None:
         if value is not None:
@@ -206,6 +241,11 @@ class Settings(BaseSettings):
         return self.state_dir / "registry.sqlite3"
 
     @property
+    def responses_path(self) -> Path:
+        """The SQLite file of stored responses."""
+        return self.state_dir / "responses.sqlite3"
+
+    @property
     def key_path(self) -> Path:
         """Where the generated encryption key lives when none is configured."""
         return self.state_dir / "encryption.key"
@@ -221,3 +261,11 @@ def _secrets_in(value: object) -> list[str]:
         password = urlsplit(value).password
         return [password] if password else []
     return []
+
+
+def env_name(field: str) -> str:
+    """The environment variable a setting is read from (`SIDECAR_<NAME>`, or its own)."""
+    info = Settings.model_fields.get(field.lower())
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        return str(info.validation_alias.choices[-1])
+    return f"SIDECAR_{field.upper()}"

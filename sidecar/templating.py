@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from tools.base import Binding, InvalidArguments, JsonValue, Rendered, RenderedUrl, Secret
 
-__all__ = ["PlaceholderRenderer"]
+__all__ = ["PlaceholderRenderer", "render_prompt"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 # Placeholders are masked with this character when the template's literal structure
@@ -69,6 +69,19 @@ def _render_text(
     def substitute(match: re.Match[str]) -> str:
         text = _as_text(_lookup(match.group(1), bindings, usage).value)
         return quote(text, safe="") if encode else text
+
+    return _PLACEHOLDER.sub(substitute, template)
+
+
+def render_prompt(template: str, values: Mapping[str, JsonValue]) -> str:
+    """A prompt's `{{name}}` placeholders filled with plain values; a missing name is empty.
+
+    Given only the plain values: a secret never reaches a prompt.
+    """
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return _as_text(values[name]) if name in values else ""
 
     return _PLACEHOLDER.sub(substitute, template)
 

@@ -18,6 +18,7 @@ from sidecar.api.models import (
     ResolveResponse,
     ToolList,
 )
+from sidecar.llm.responses import ResponseRequest
 from sidecar.registry.definitions import (
     CodeToolDefinition,
     FunctionToolDefinition,
@@ -36,6 +37,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     ResolveResponse,
     ToolList,
     ErrorResponse,
+    ResponseRequest,
     HttpToolDefinition,
     CodeToolDefinition,
     FunctionToolDefinition,
@@ -121,6 +123,29 @@ def _paths() -> dict[str, Any]:
             }
         },
         "/openapi.json": {"get": _operation("This document", {"type": "object"})},
+        **_responses_paths("/v3/router/responses"),
+        **_responses_paths("/v1/responses"),
+    }
+
+
+def _responses_paths(prefix: str) -> dict[str, Any]:
+    """The Responses API at `prefix`: create (JSON or server-sent events), read, forget."""
+    response = {"type": "object", "description": "A response object (RESPONSES.md §3)."}
+    create = _operation("Create a model response", response, _ref(ResponseRequest))
+    create["responses"]["200"]["content"]["text/event-stream"] = {
+        "schema": {"type": "string", "description": "Server-sent events, with stream: true."}
+    }
+    response_id = [
+        {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    ]
+    deleted = {"type": "object", "description": '{"id", "object": "response", "deleted": true}'}
+    return {
+        prefix: {"post": create},
+        prefix + "/{response_id}": {
+            "parameters": response_id,
+            "get": _operation("A stored response", response),
+            "delete": _operation("Forget a stored response", deleted),
+        },
     }
 
 

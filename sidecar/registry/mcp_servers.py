@@ -32,6 +32,7 @@ class Expansion:
 
     definition: FunctionDefinition
     reference: ToolReference
+    kind: str  # what runs it: "mcp", "function", "http", "code", a platform tool's name
 
 
 class McpServers:
@@ -97,6 +98,7 @@ class McpServers:
             Expansion(
                 self.member(stored, entry.id, None).tool.definition,
                 Registered(key, "mcp", entry.id),
+                "mcp",
             )
             for entry in stored.definition.mcp.tools
             if allowed is None or allowed.admits(entry.name, read_only=entry.read_only)
@@ -112,6 +114,7 @@ class McpServers:
             Expansion(
                 FunctionDefinition(entry.name, entry.description, entry.input_schema),
                 InlineMcp(reference.spec, entry.name, allowed),
+                "mcp",
             )
             for entry in listed.mcp.tools
             if allowed is None or allowed.admits(entry.name, read_only=entry.read_only)

@@ -130,7 +130,7 @@ class Registry:
         if servers is not None:
             return servers
         resolved = await self.resolve(reference, variables)
-        return [Expansion(resolved.tool.definition, reference)]
+        return [Expansion(resolved.tool.definition, reference, resolved.kind)]
 
     def _builtin(self, name: str) -> Resolved:
         tool = self._builtins.get(name)

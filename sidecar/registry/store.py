@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,12 +20,12 @@ from typing import TypeVar
 import anyio.to_thread
 
 from sidecar.registry.definitions import StoredTool, definition_adapter
+from sidecar.sqlite_file import SqliteFile, connect
 
 __all__ = ["KeyTaken", "ToolStore", "VersionConflict"]
 
 T = TypeVar("T")
 
-BUSY_TIMEOUT_MS = 5000
 # One tuple of statements per schema version; PRAGMA user_version counts those applied.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -67,9 +66,7 @@ class ToolStore:
     """Registered tools in one SQLite file, reached through one serialised connection."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
+        self._file = SqliteFile(path, MIGRATIONS, what="tool store")
         self._parsed_rows: OrderedDict[Row, StoredTool] = OrderedDict()
         # Lookups by id or key, kept while the database is unchanged (see `_one`).
         self._watch: sqlite3.Connection | None = None
@@ -90,18 +87,16 @@ class ToolStore:
 
     async def open(self) -> None:
         """Connect, creating the file and bringing the schema up to date."""
-        if self._conn is None:
-            self._conn = await anyio.to_thread.run_sync(self._connect)
-            self._watch = await anyio.to_thread.run_sync(self._connect_watch)
+        await self._file.open()
+        if self._watch is None:
+            self._watch = await anyio.to_thread.run_sync(connect, self._file.path)
 
     async def close(self) -> None:
-        """Close the connection; closing twice is harmless."""
-        conn, self._conn = self._conn, None
+        """Close the connections; closing twice is harmless."""
         watch, self._watch = self._watch, None
         if watch is not None:
             await anyio.to_thread.run_sync(watch.close)
-        if conn is not None:
-            await anyio.to_thread.run_sync(self._locked(conn.close))
+        await self._file.close()
 
     async def insert(self, tool: StoredTool) -> None:
         """Add a new tool; KeyTaken when its key is in use."""
@@ -214,59 +209,7 @@ class ToolStore:
         return found
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        if conn is None:
-            raise RuntimeError("the tool store is not open")
-        return await anyio.to_thread.run_sync(self._locked(lambda: work(conn)))
-
-    def _locked(self, work: Callable[[], T]) -> Callable[[], T]:
-        def call() -> T:
-            with self._lock:
-                return work()
-
-        return call
-
-    def _connect_watch(self) -> sqlite3.Connection:
-        """A second connection, only asked for `data_version` (by the event loop's thread)."""
-        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        return conn
-
-    def _connect(self) -> sqlite3.Connection:
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            _migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        (current,) = conn.execute("PRAGMA user_version").fetchone()
-        _check_known(current)
-        for version, statements in enumerate(MIGRATIONS[current:], start=current + 1):
-            for statement in statements:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version}")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _check_known(version: int) -> None:
-    if version > len(MIGRATIONS):
-        raise RuntimeError(
-            f"registry schema version {version} is newer than this sidecar knows "
-            f"({len(MIGRATIONS)}); upgrade the sidecar"
-        )
+        return await self._file.run(work)
 
 
 def _write(conn: sqlite3.Connection, sql: str, params: tuple[object, ...], key: str) -> int:

@@ -115,6 +115,10 @@ async def test_the_openapi_document_lists_paths_and_components(
         "/readyz",
         "/metrics",
         "/openapi.json",
+        "/v3/router/responses",
+        "/v3/router/responses/{response_id}",
+        "/v1/responses",
+        "/v1/responses/{response_id}",
     } == set(document["paths"])
     assert document["paths"]["/healthz"]["get"]["security"] == []
     assert document["paths"]["/readyz"]["get"]["security"] == []

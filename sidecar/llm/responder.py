@@ -1,0 +1,474 @@
+"""THE response pipeline: the HTTP door and the MCP tool `respond` both call it.
+
+prepare   the model and its fallbacks (configured providers only; nothing is sent
+          anywhere for a request that names an unknown one), the conversation (the
+          stored history of `previous_response_id` and the new input), the
+          instructions rendered without secrets, the tools as `/v1/tools/resolve`
+          resolves them
+open      the first model turn, with retries and fallbacks; a failure here is an
+          HTTP error (a real 429, not a 200 with an error inside)
+run       the agent loop; its output is streamed as it grows, or answered whole
+keep      the response, redacted, unless `store: false`
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from ulid import ULID
+
+from sidecar.errors import BadRequest, SidecarError
+from sidecar.llm.events import EventWriter
+from sidecar.llm.items import FunctionCallItem, FunctionOutputItem, Item
+from sidecar.llm.loop import AgentLoop, Run, RunResult, ToolSlot
+from sidecar.llm.outputs import Outputs
+from sidecar.llm.providers.base import ModelRequest, NamedTool, ProviderError, ToolChoice
+from sidecar.llm.providers.catalog import ProviderSpec
+from sidecar.llm.responses import ResponseRequest
+from sidecar.llm.routing import OpenedTurn, RetryPolicy, Router, Target, parse_model
+from sidecar.llm.store import ResponseStore, StoredResponse
+from sidecar.llm.templates import render_instructions
+from sidecar.llm.wire_items import parse_input
+from sidecar.logs import redacting
+from sidecar.redaction import Redactor
+from sidecar.registry.references import InlineMcp, Registered, ToolExecutor, parse_reference
+from sidecar.registry.registry import Registry
+from sidecar.variables import parse_variables, secret_values
+from tools.base import Deadline, Secret, VariableValue
+
+__all__ = ["ModelCallFailed", "Responder", "ResponseStream"]
+
+Write = Callable[[bytes], Awaitable[None]]
+
+
+class ModelCallFailed(SidecarError):
+    """The model could not be reached before the response began (after retries and fallbacks)."""
+
+    type = "api_error"
+
+    def __init__(self, error: ProviderError) -> None:
+        super().__init__(error.message, code=error.code)
+        self.status = _status_of(error)
+        self.retry_after = error.retry_after
+
+
+@dataclass
+class _Prepared:
+    request: ResponseRequest
+    run: Run
+    redactor: Redactor
+    response_id: str
+    created_at: int
+    history: tuple[Item, ...]
+    instructions: str | None
+    variables: Mapping[str, VariableValue]
+    label: str  # "provider/model" asked for
+
+
+@dataclass
+class ResponseStream:
+    """A response whose first model turn began: run it, writing its events."""
+
+    responder: Responder
+    prepared: _Prepared
+    first: OpenedTurn
+
+    async def run(self, write: Write) -> None:
+        """Every event, from `response.created` to the terminal one and `[DONE]`."""
+        events = EventWriter(write)
+        await self.responder.stream_run(self.prepared, self.first, events)
+        await events.done()
+
+
+class Responder:
+    """Creates, keeps and reads responses."""
+
+    def __init__(
+        self,
+        *,
+        router: Router,
+        specs: Mapping[str, ProviderSpec],
+        registry: Registry,
+        executor: ToolExecutor,
+        store: ResponseStore,
+    ) -> None:
+        self._router = router
+        self._specs = dict(specs)
+        self._registry = registry
+        self._loop = AgentLoop(router, executor)
+        self._store = store
+        self._provider_keys = tuple(
+            spec.key.reveal() for spec in self._specs.values() if spec.key is not None
+        )
+        self._prices = {
+            f"{name}/{model}": price
+            for name, spec in self._specs.items()
+            for model, price in spec.prices.items()
+        }
+
+    @property
+    def providers(self) -> list[str]:
+        """The configured providers' names."""
+        return sorted(self._specs)
+
+    # Creating.
+
+    async def respond(self, request: ResponseRequest) -> dict[str, Any]:
+        """Run a response to its end; the response object."""
+        prepared = await self.prepare(request)
+        with redacting(prepared.redactor):
+            first = await self._open(prepared)
+            outputs = Outputs(_nowhere, prepared.redactor)
+            result = await self._loop.run(prepared.run, outputs, first)
+            return await self._finish(prepared, outputs, result)
+
+    async def open_stream(self, request: ResponseRequest) -> ResponseStream:
+        """Prepare a streamed response and begin its first model turn."""
+        prepared = await self.prepare(request)
+        with redacting(prepared.redactor):
+            first = await self._open(prepared)
+        return ResponseStream(self, prepared, first)
+
+    async def stream_run(self, prepared: _Prepared, first: OpenedTurn, emit: EventWriter) -> None:
+        """The events of a streamed run (see `ResponseStream.run`)."""
+        with redacting(prepared.redactor):
+            shell = self._object(prepared, [], "in_progress", None)
+            if prepared.request.store:
+                # The id in `response.created` can be read back at once.
+                await self._keep(prepared, shell, prepared.history, ())
+            await emit("response.created", {"response": shell})
+            await emit("response.in_progress", {"response": shell})
+            outputs = Outputs(emit, prepared.redactor)
+            try:
+                result = await self._loop.run(prepared.run, outputs, first)
+            except BaseException:
+                await first.aclose()
+                raise
+            final = await self._finish(prepared, outputs, result)
+            terminal = {
+                "completed": "response.completed",
+                "requires_action": "response.completed",
+                "incomplete": "response.incomplete",
+                "failed": "response.failed",
+            }[result.status]
+            await emit(terminal, {"response": final})
+
+    async def prepare(self, request: ResponseRequest) -> _Prepared:
+        """Check and resolve everything a run needs; nothing is sent to a provider yet."""
+        variables = parse_variables(request.variables)
+        redactor = Redactor([*secret_values(variables), *self._provider_keys])
+        targets = (
+            self._target(request.model, "model"),
+            *(
+                self._target(f.model, f"fallbacks.{i}.model")
+                for i, f in enumerate(request.fallbacks)
+            ),
+        )
+        previous = await self._previous(request.previous_response_id)
+        lookup = _lookup_in(previous.history if previous else ())
+        new_items = parse_input(request.input, lookup)
+        if previous is not None:
+            _check_outputs_for(previous, new_items)
+        history = (*(previous.history if previous else ()), *new_items)
+        if not history:
+            raise BadRequest("input is empty: send a message", param="input")
+        instructions = (
+            render_instructions(request.instructions, request.template_engine, variables)
+            if request.instructions
+            else None
+        )
+        tools = await self._tools(request, variables, redactor)
+        limits = request.limits
+        model_request = ModelRequest(
+            model=targets[0].model,
+            items=history,
+            instructions=instructions,
+            tools=tuple(slot.definition for slot in tools.values()),
+            tool_choice=_tool_choice(request.tool_choice),
+            parallel_tool_calls=request.parallel_tool_calls,
+            json_schema=_json_schema(request),
+            max_output_tokens=request.max_output_tokens,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stop=tuple(request.stop_sequences or ()),
+            reasoning_effort=request.reasoning.effort if request.reasoning else None,
+        )
+        retry = (
+            RetryPolicy(request.retry.count, frozenset(request.retry.on_codes))
+            if request.retry
+            else RetryPolicy()
+        )
+        run = Run(
+            targets=targets,
+            request=model_request,
+            tools=tools,
+            variables=variables,
+            retry=retry,
+            deadline=Deadline.after(limits.max_execution_time),
+            call_timeout=request.timeout.call_timeout / 1000 if request.timeout else None,
+            streaming=request.stream,
+            max_iterations=limits.max_iterations,
+            max_tool_calls=request.max_tool_calls,
+            tool_timeout=limits.tool_timeout,
+            max_cost=limits.max_cost,
+            parallel_tool_calls=request.parallel_tool_calls is not False,
+            prices=self._prices,
+        )
+        return _Prepared(
+            request,
+            run,
+            redactor,
+            f"resp_{ULID()}",
+            int(time.time()),
+            history,
+            instructions,
+            variables,
+            str(targets[0]),
+        )
+
+    def _target(self, text: str, param: str) -> Target:
+        target = parse_model(text, param=param)
+        spec = self._specs.get(target.provider)
+        if spec is None:
+            known = ", ".join(sorted(self._specs)) or "none"
+            raise BadRequest(
+                f"unknown provider {target.provider!r} in {param} (configured: {known}); set its "
+                "key (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...) or add it to SIDECAR_PROVIDERS_FILE",
+                param=param,
+                code="unknown_provider",
+            )
+        if spec.needs_key and spec.key is None:
+            raise BadRequest(
+                f"provider {target.provider!r} has no key: set {spec.key_setting}",
+                param=param,
+                code="provider_not_configured",
+            )
+        return target
+
+    async def _previous(self, response_id: str | None) -> StoredResponse | None:
+        if response_id is None:
+            return None
+        found = await self._store.get(response_id)
+        if found is None:
+            raise BadRequest(
+                f"no stored response {response_id!r}",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        return found
+
+    async def _tools(
+        self, request: ResponseRequest, variables: Mapping[str, VariableValue], redactor: Redactor
+    ) -> dict[str, ToolSlot]:
+        slots: dict[str, ToolSlot] = {}
+        for index, entry in enumerate(request.tools):
+            reference = parse_reference(entry, param=f"tools.{index}")
+            try:
+                expanded = await self._registry.expand(reference, variables)
+            except SidecarError as exc:
+                raise exc.with_message(redactor.redact(exc.message)) from None
+            for expansion in expanded:
+                name = expansion.definition.name
+                if name in slots:
+                    raise BadRequest(f"two tools are named {name!r}", param=f"tools.{index}")
+                slots[name] = ToolSlot(
+                    expansion.definition,
+                    expansion.reference,
+                    expansion.kind,
+                    _server_label(expansion.reference),
+                )
+        return slots
+
+    async def _open(self, prepared: _Prepared) -> OpenedTurn:
+        run = prepared.run
+        try:
+            return await self._router.open(
+                run.targets,
+                run.request,
+                run.retry,
+                streaming=run.streaming,
+                deadline=run.deadline,
+                call_timeout=run.call_timeout,
+            )
+        except ProviderError as exc:
+            failed = ModelCallFailed(exc)
+            raise failed.with_message(prepared.redactor.redact(exc.message)) from None
+
+    async def _finish(
+        self, prepared: _Prepared, outputs: Outputs, result: RunResult
+    ) -> dict[str, Any]:
+        response = self._object(prepared, outputs.items, result.status, result)
+        if prepared.request.store:
+            history = (*prepared.history, *result.added)
+            await self._keep(prepared, response, history, tuple(result.pending))
+        return response
+
+    async def _keep(
+        self,
+        prepared: _Prepared,
+        response: dict[str, Any],
+        history: tuple[Item, ...],
+        pending: tuple[str, ...],
+    ) -> None:
+        record = StoredResponse(response, history, pending)
+        text = prepared.redactor.redact(ResponseStore.encode(record))
+        await self._store.save_text(prepared.response_id, prepared.created_at, text)
+
+    def _object(
+        self,
+        prepared: _Prepared,
+        output: list[dict[str, Any]],
+        status: str,
+        result: RunResult | None,
+    ) -> dict[str, Any]:
+        request = prepared.request
+        redact = prepared.redactor.redact
+        usage = result.usage if result else None
+        response: dict[str, Any] = {
+            "id": prepared.response_id,
+            "object": "response",
+            "created_at": prepared.created_at,
+            "completed_at": int(time.time()) if result and status != "in_progress" else None,
+            "status": status,
+            "model": result.model if result else prepared.label,
+            "previous_response_id": request.previous_response_id,
+            "instructions": redact(prepared.instructions) if prepared.instructions else None,
+            "output": list(output),
+            "output_text": "".join(
+                part["text"]
+                for item in output
+                if item.get("type") == "message"
+                for part in item.get("content", [])
+                if part.get("type") == "output_text"
+            ),
+            "tools": request.tools,
+            "tool_choice": request.tool_choice or "auto",
+            "parallel_tool_calls": request.parallel_tool_calls is not False,
+            "max_tool_calls": request.max_tool_calls,
+            "text": request.text.model_dump(by_alias=True, exclude_none=True)
+            if request.text
+            else {"format": {"type": "text"}},
+            "reasoning": request.reasoning.model_dump(exclude_none=True)
+            if request.reasoning
+            else None,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+            "max_output_tokens": request.max_output_tokens,
+            "store": request.store,
+            "metadata": request.metadata or {},
+            "usage": None
+            if usage is None
+            else {
+                "input_tokens": usage.input_tokens,
+                "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+                "output_tokens": usage.output_tokens,
+                "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+                "total_tokens": usage.input_tokens + usage.output_tokens,
+                "total_cost": round(result.cost, 8) if result else 0.0,
+            },
+            "error": result.error if result else None,
+            "incomplete_details": {"reason": result.incomplete_reason}
+            if result and result.incomplete_reason
+            else None,
+            "variables": _echoed(prepared.variables),
+        }
+        for name in ("tags", "identity", "thread", "user", "safety_identifier", "prompt_cache_key"):
+            value = getattr(request, name)
+            if value is not None:
+                response[name] = value
+        if result and result.pending:
+            response["status"] = "requires_action"
+        return response
+
+    # Reading.
+
+    async def get(self, response_id: str) -> dict[str, Any] | None:
+        """A stored response object, or None."""
+        found = await self._store.get(response_id)
+        return None if found is None else found.response
+
+    async def delete(self, response_id: str) -> bool:
+        """Forget a stored response."""
+        return await self._store.delete(response_id)
+
+
+async def _nowhere(event_type: str, payload: dict[str, Any]) -> None:
+    """The events of a run nobody streams."""
+
+
+def _status_of(error: ProviderError) -> int:
+    if error.status == 429:
+        return 429
+    if error.code in ("provider_timeout", "timeout"):
+        return 504
+    if error.status is not None and error.status in (400, 404, 413, 422):
+        return 400
+    return 502
+
+
+def _tool_choice(raw: str | dict[str, Any] | None) -> ToolChoice | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return raw  # type: ignore[return-value]
+    name = raw.get("name") or (raw.get("function") or {}).get("name")
+    if raw.get("type") != "function" or not isinstance(name, str):
+        raise BadRequest(
+            "tool_choice must be auto, none, required or {'type': 'function', 'name': ...}",
+            param="tool_choice",
+        )
+    return NamedTool(name)
+
+
+def _json_schema(request: ResponseRequest) -> tuple[str, dict[str, object], bool] | None:
+    form = request.text.format if request.text else None
+    if form is None or form.type != "json_schema":
+        return None
+    if form.schema_ is None:
+        raise BadRequest("text.format json_schema needs a schema", param="text.format.schema")
+    return (form.name or "answer", form.schema_, bool(form.strict))
+
+
+def _server_label(reference: object) -> str | None:
+    if isinstance(reference, Registered):
+        return reference.ident
+    if isinstance(reference, InlineMcp):
+        return urlsplit(reference.spec.server_url or "").hostname
+    return None
+
+
+def _echoed(variables: Mapping[str, VariableValue]) -> dict[str, Any]:
+    """Plain values as they are; a secret as `{"secret": true}`, without its value."""
+    return {
+        name: {"secret": True} if isinstance(value, Secret) else value
+        for name, value in variables.items()
+    }
+
+
+def _lookup_in(history: tuple[Item, ...]) -> Callable[[str], tuple[Item, ...] | None]:
+    def lookup(item_id: str) -> tuple[Item, ...] | None:
+        for item in history:
+            if getattr(item, "id", None) == item_id:
+                return (item,)
+        return None
+
+    return lookup
+
+
+def _check_outputs_for(previous: StoredResponse, new_items: tuple[Item, ...]) -> None:
+    """A continuation answers every call the previous response waits for, and no other."""
+    given = [item.call_id for item in new_items if isinstance(item, FunctionOutputItem)]
+    called = {item.call_id for item in previous.history if isinstance(item, FunctionCallItem)}
+    for call_id in given:
+        if call_id not in called:
+            raise BadRequest(f"function_call_output for unknown call_id {call_id!r}", param="input")
+    missing = [call_id for call_id in previous.pending if call_id not in given]
+    if missing:
+        raise BadRequest(
+            f"the previous response waits for the output of call_id {missing[0]!r}",
+            param="input",
+        )

@@ -13,6 +13,7 @@ keep      the response, redacted, unless `store: false`
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -301,7 +302,10 @@ class Responder:
     async def _finish(
         self, prepared: _Prepared, outputs: Outputs, result: RunResult
     ) -> dict[str, Any]:
-        response = self._object(prepared, outputs.items, result.status, result)
+        # A run that hands function calls back is `completed` on the wire, with the calls
+        # in its output: orq's SDK and OpenAI's API know no `requires_action` status.
+        status = "completed" if result.status == "requires_action" else result.status
+        response = self._object(prepared, outputs.items, status, result)
         if prepared.request.store:
             history = (*prepared.history, *result.added)
             await self._keep(prepared, response, history, tuple(result.pending))
@@ -337,6 +341,7 @@ class Responder:
             "model": result.model if result else prepared.label,
             "previous_response_id": request.previous_response_id,
             "instructions": redact(prepared.instructions) if prepared.instructions else None,
+            "input": _echoed_input(request.input, redact),
             "output": list(output),
             "output_text": "".join(
                 part["text"]
@@ -355,16 +360,32 @@ class Responder:
             "reasoning": request.reasoning.model_dump(exclude_none=True)
             if request.reasoning
             else None,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
+            # Sampling as asked, else the providers' usual defaults (orq's SDK wants numbers).
+            "temperature": 1.0 if request.temperature is None else request.temperature,
+            "top_p": 1.0 if request.top_p is None else request.top_p,
+            "frequency_penalty": 0.0,
+            "presence_penalty": 0.0,
+            "top_logprobs": 0,
             "max_output_tokens": request.max_output_tokens,
             "store": request.store,
+            "background": False,
+            "service_tier": "default",
+            "truncation": "disabled",
+            "user": request.user,
+            "safety_identifier": request.safety_identifier,
+            "prompt_cache_key": request.prompt_cache_key,
+            "prompt_cache_options": None,
+            "prompt_cache_retention": None,
             "metadata": request.metadata or {},
             "usage": None
             if usage is None
             else {
                 "input_tokens": usage.input_tokens,
-                "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+                "input_tokens_details": {
+                    "cached_tokens": usage.cached_tokens,
+                    "cache_creation_tokens": 0,
+                    "cache_write_tokens": 0,
+                },
                 "output_tokens": usage.output_tokens,
                 "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
                 "total_tokens": usage.input_tokens + usage.output_tokens,
@@ -376,12 +397,10 @@ class Responder:
             else None,
             "variables": _echoed(prepared.variables),
         }
-        for name in ("tags", "identity", "thread", "user", "safety_identifier", "prompt_cache_key"):
+        for name in ("tags", "identity", "thread"):
             value = getattr(request, name)
             if value is not None:
                 response[name] = value
-        if result and result.pending:
-            response["status"] = "requires_action"
         return response
 
     # Reading.
@@ -394,6 +413,17 @@ class Responder:
     async def delete(self, response_id: str) -> bool:
         """Forget a stored response."""
         return await self._store.delete(response_id)
+
+
+def _echoed_input(raw: str | list[dict[str, Any]], redact: Callable[[str], str]) -> list[Any]:
+    """The request's input as items (a string is one user message), redacted."""
+    items: list[Any] = (
+        [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}]
+        if isinstance(raw, str)
+        else raw
+    )
+    echoed: list[Any] = json.loads(redact(json.dumps(items, ensure_ascii=False)))
+    return echoed
 
 
 async def _nowhere(event_type: str, payload: dict[str, Any]) -> None:

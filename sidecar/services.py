@@ -69,7 +69,11 @@ class Services:
             checks["store"] = {"ok": False, "error": type(exc).__name__}
         checks["registry"] = {"ok": True, "platform_tools": sorted(self.registry.builtins)}
         if self.responder is not None:
-            checks["model_core"] = {"ok": True, "providers": self.responder.providers}
+            try:
+                await self.responder.ping()
+                checks["model_core"] = {"ok": True, "providers": self.responder.providers}
+            except (sqlite3.Error, RuntimeError) as exc:
+                checks["model_core"] = {"ok": False, "error": type(exc).__name__}
         if self.mcp is not None:
             checks["mcp"] = {"ok": True, "upstream_connections": self.mcp.open_connections}
         if self.sandbox is None:

@@ -219,43 +219,28 @@ class AgentLoop:
 def _tool_result(
     slot: ToolSlot, call: FunctionCallItem, item_id: str, execution: Execution
 ) -> tuple[FunctionOutputItem, dict[str, Any]]:
-    """What the model reads of a call, and its output item."""
-    outcome = execution.outcome
-    match outcome:
+    """What the model reads of a call (its result, or its error), and its output item."""
+    read: Any
+    error: dict[str, str] | None
+    match execution.outcome:
         case Completed(result):
-            wire = tool_item(
-                slot.kind,
-                call,
-                item_id,
-                status="completed",
-                result=result,
-                server_label=slot.server_label,
-            )
-            return FunctionOutputItem(call.call_id, json.dumps(result, ensure_ascii=False)), wire
+            read, error = result, None
         case Failed(code, message):
             error = {"code": code, "message": message}
-            wire = tool_item(
-                slot.kind,
-                call,
-                item_id,
-                status="failed",
-                error=error,
-                server_label=slot.server_label,
-            )
-            return FunctionOutputItem(
-                call.call_id, json.dumps({"error": error}, ensure_ascii=False)
-            ), wire
+            read = {"error": error}
         case RequiresAction():  # a registered function tool reached as a server-side slot
             error = {"code": "requires_action", "message": "this tool is run by the caller"}
-            wire = tool_item(
-                slot.kind,
-                call,
-                item_id,
-                status="failed",
-                error=error,
-                server_label=slot.server_label,
-            )
-            return FunctionOutputItem(call.call_id, json.dumps({"error": error})), wire
+            read = {"error": error}
+    wire = tool_item(
+        slot.kind,
+        call,
+        item_id,
+        status="completed" if error is None else "failed",
+        result=read if error is None else None,
+        error=error,
+        server_label=slot.server_label,
+    )
+    return FunctionOutputItem(call.call_id, json.dumps(read, ensure_ascii=False)), wire
 
 
 def _cost(price: Price | None, usage: Usage) -> float:

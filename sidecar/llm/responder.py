@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 from ulid import ULID
 
 from sidecar.errors import BadRequest, SidecarError
@@ -147,7 +148,16 @@ class Responder:
             try:
                 result = await self._loop.run(prepared.run, outputs, first)
             except BaseException:
-                await first.aclose()
+                # The client went away (or the service stops): the stored response says so.
+                with anyio.CancelScope(shield=True):
+                    await first.aclose()
+                    if prepared.request.store:
+                        ended = self._object(prepared, outputs.items, "failed", None)
+                        ended["error"] = {
+                            "code": "cancelled",
+                            "message": "the response was cancelled before it finished",
+                        }
+                        await self._keep(prepared, ended, prepared.history, ())
                 raise
             final = await self._finish(prepared, outputs, result)
             terminal = {
@@ -413,6 +423,10 @@ class Responder:
     async def delete(self, response_id: str) -> bool:
         """Forget a stored response."""
         return await self._store.delete(response_id)
+
+    async def ping(self) -> None:
+        """Raise if the response store cannot be read."""
+        await self._store.ping()
 
 
 def _echoed_input(raw: str | list[dict[str, Any]], redact: Callable[[str], str]) -> list[Any]:

@@ -49,6 +49,13 @@ class SqliteFile:
             raise RuntimeError(f"the {self._what} is not open")
         return await anyio.to_thread.run_sync(self._locked(lambda: work(conn)))
 
+    def run_here(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work(connection)` in the calling thread (a writer thread of its own), alone."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError(f"the {self._what} is not open")
+        return self._locked(lambda: work(conn))()
+
     def _locked(self, work: Callable[[], T]) -> Callable[[], T]:
         def call() -> T:
             with self._lock:

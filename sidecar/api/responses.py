@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 from starlette.requests import Request
@@ -23,6 +25,8 @@ from sidecar.llm.responses import parse_request
 from sidecar.services import services_from
 
 __all__ = ["create_response", "delete_response", "get_response"]
+
+T = TypeVar("T")
 
 _STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -44,12 +48,37 @@ async def create_response(request: Request) -> Response:
     responder = _responder(request)
     try:
         if body.stream:
-            return _EventStream(await responder.open_stream(body))
-        return json_response(await responder.respond(body))
+            stream = await _unless_gone(request, lambda: responder.open_stream(body))
+            return Response(status_code=499) if stream is None else _EventStream(stream)
+        answer = await _unless_gone(request, lambda: responder.respond(body))
+        return Response(status_code=499) if answer is None else json_response(answer)
     except ModelCallFailed as exc:
         retry = exc.retry_after
         headers = {"retry-after": str(max(1, math.ceil(retry)))} if retry is not None else None
         return error_response(exc, headers)
+
+
+async def _unless_gone(request: Request, work: Callable[[], Awaitable[T]]) -> T | None:
+    """`work()`, cancelled (None) when the client goes away first: the provider call and
+    the tools stop with it."""
+    done: list[T] = []
+    failed: list[SidecarError] = []
+    async with anyio.create_task_group() as group:
+
+        async def watch_disconnect() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch_disconnect)
+        try:
+            done.append(await work())
+        except SidecarError as exc:  # raised as it is, not inside the group's ExceptionGroup
+            failed.append(exc)
+        group.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
+    return done[0] if done else None
 
 
 async def get_response(request: Request) -> Response:

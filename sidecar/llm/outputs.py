@@ -98,7 +98,10 @@ class Outputs:
         part = {"type": "output_text", "text": text, "annotations": []}
         await self._emit("response.content_part.done", {**where, "part": part})
         message = MessageItem("assistant", (TextPart(text),), opened.item_id)
-        await self.done(opened.index, message_item(message, opened.item_id))
+        wire = message_item(message, opened.item_id)
+        if truncated:
+            wire["status"] = "incomplete"  # the model's answer broke off partway
+        await self.done(opened.index, wire)
         return message
 
     # Reasoning, streamed.

@@ -360,16 +360,14 @@ class Responder:
                 for part in item.get("content", [])
                 if part.get("type") == "output_text"
             ),
-            "tools": request.tools,
+            "tools": [_echoed_tool(tool) for tool in request.tools],
             "tool_choice": request.tool_choice or "auto",
             "parallel_tool_calls": request.parallel_tool_calls is not False,
             "max_tool_calls": request.max_tool_calls,
             "text": request.text.model_dump(by_alias=True, exclude_none=True)
             if request.text
             else {"format": {"type": "text"}},
-            "reasoning": request.reasoning.model_dump(exclude_none=True)
-            if request.reasoning
-            else None,
+            "reasoning": request.reasoning.model_dump() if request.reasoning else None,
             # Sampling as asked, else the providers' usual defaults (orq's SDK wants numbers).
             "temperature": 1.0 if request.temperature is None else request.temperature,
             "top_p": 1.0 if request.top_p is None else request.top_p,
@@ -401,7 +399,9 @@ class Responder:
                 "total_tokens": usage.input_tokens + usage.output_tokens,
                 "total_cost": round(result.cost, 8) if result else 0.0,
             },
-            "error": result.error if result else None,
+            "error": {**result.error, "message": redact(result.error["message"])}
+            if result and result.error
+            else None,
             "incomplete_details": {"reason": result.incomplete_reason}
             if result and result.incomplete_reason
             else None,
@@ -427,6 +427,13 @@ class Responder:
     async def ping(self) -> None:
         """Raise if the response store cannot be read."""
         await self._store.ping()
+
+
+def _echoed_tool(entry: dict[str, Any] | str) -> dict[str, Any] | str:
+    """A `tools[]` entry as given; a flat function tool with its `strict` (null when unset)."""
+    if isinstance(entry, dict) and entry.get("type") == "function" and "name" in entry:
+        return {"strict": None, **entry}
+    return entry
 
 
 def _echoed_input(raw: str | list[dict[str, Any]], redact: Callable[[str], str]) -> list[Any]:

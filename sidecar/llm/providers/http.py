@@ -55,7 +55,17 @@ async def post_json(
 ) -> Any:
     """POST `body`; the parsed JSON answer, or `ProviderError`."""
     async with _exchange(client, endpoint, path, body, seconds) as response:
-        content = await response.aread()
+        try:
+            content = await response.aread()
+        except httpx.TimeoutException:
+            raise ProviderTimeout(f"provider {endpoint.name!r} stopped sending") from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(
+                f"the answer of provider {endpoint.name!r} broke off: {type(exc).__name__}",
+                status=502,
+                code="provider_stream_broken",
+                retryable=True,
+            ) from None
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError:

@@ -172,6 +172,7 @@ class Redactor:
         for secret in self._secrets:
             needles |= _needles(secret)
         self._longest = max(map(len, needles), default=0)
+        self._firsts = frozenset(needle[0] for needle in needles)
         self._automaton = _build_automaton(needles) if needles else None
 
     @classmethod
@@ -301,9 +302,21 @@ class StreamRedactor:
             # Matches ending inside the tail were found by the previous call.
             _merge(self._automaton.iter(text), self._pending, base, len(self._tail))
         self._tail = text[max(len(text) - self._holdback, 0) :]
-        # A match not found yet ends after the text seen so far, so it starts no
-        # earlier than `holdback` characters before the end.
-        return self._emit(self._end - self._holdback, text, base)
+        # A match not found yet ends after the text seen so far: it starts where the
+        # rest of the text is the start of a needle. Only that tail is held back, so
+        # text that cannot begin a secret goes out at once (the first token's latency).
+        return self._emit(self._end - self._held(text), text, base)
+
+    def _held(self, text: str) -> int:
+        """The length of the longest tail of `text` that is the start of a needle."""
+        automaton = self._automaton
+        if automaton is None or not text:
+            return 0
+        for length in range(min(self._holdback, len(text)), 1, -1):
+            if automaton.match(text[-length:]):
+                return length
+        # One character: the automaton's placeholder words start with common letters too.
+        return 1 if self._holdback and text[-1] in self._redactor._firsts else 0
 
     def feed_bytes(self, chunk: bytes) -> str:
         """Like `feed`, for UTF-8 bytes that may split a character across chunks."""

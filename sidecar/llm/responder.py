@@ -106,6 +106,8 @@ class Responder:
         self._provider_keys = tuple(
             spec.key.reveal() for spec in self._specs.values() if spec.key is not None
         )
+        # Built once: a request without secrets of its own needs only the keys' redactor.
+        self._keys_redactor = Redactor(self._provider_keys)
         self._prices = {
             f"{name}/{model}": price
             for name, spec in self._specs.items()
@@ -171,7 +173,10 @@ class Responder:
     async def prepare(self, request: ResponseRequest) -> _Prepared:
         """Check and resolve everything a run needs; nothing is sent to a provider yet."""
         variables = parse_variables(request.variables)
-        redactor = Redactor([*secret_values(variables), *self._provider_keys])
+        secrets = secret_values(variables)
+        redactor = (
+            Redactor([*secrets, *self._provider_keys]) if secrets else self._keys_redactor
+        )
         targets = (
             self._target(request.model, "model"),
             *(

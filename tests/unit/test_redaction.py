@@ -342,3 +342,12 @@ def test_redact_and_stream_agree_with_a_brute_force_reference_on_random_overlaps
         assert redactor.redact(text) == expected, (secrets, text)
         for pieces in splits_everywhere(text)[-10:]:
             assert stream_all(redactor, pieces) == expected, (secrets, pieces)
+
+
+def test_text_that_cannot_begin_a_secret_goes_out_at_once() -> None:
+    redactor = Redactor(["Zyxwvutsrq-secret"])
+    stream = redactor.stream()
+
+    assert stream.feed("(1 + 2) = 3.") == "(1 + 2) = 3."  # nothing here starts a needle
+    assert stream.feed(" key: Zyxw") == " key: "  # the start of the secret waits
+    assert stream.feed("vutsrq-secret!") + stream.close() == "***!"

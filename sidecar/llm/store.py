@@ -19,6 +19,7 @@ import json
 import queue
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -41,6 +42,7 @@ from sidecar.sqlite_file import SqliteFile
 
 __all__ = ["ResponseStore", "StoredResponse", "items_from_json", "items_to_json"]
 
+WRITE_GATHER_SECONDS = 0.005
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE responses (
@@ -131,6 +133,10 @@ class ResponseStore:
         """The writer thread: each wake-up writes everything gathered, in one transaction."""
         while True:
             first = self._queue.get()
+            # Let a busy service gather more records before the writer takes the
+            # interpreter lock from the event loop's thread (a wake-up per record costs
+            # the loop more than the writes).
+            time.sleep(WRITE_GATHER_SECONDS)
             ids = {first}
             while True:
                 try:

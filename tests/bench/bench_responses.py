@@ -484,8 +484,12 @@ def under_load(peers: Peers) -> None:
             {"relay": peers.relay, **fake},
         )  # fmt: skip
         url = f"{peers.sidecar.base_url}{RESPONSES}"
+        # The first run after another process's is the slowest: alternate which goes first.
+        if number % 2:
+            measure_load("sidecar, store: false (information)", url, UNSTORED, sidecar)
         ratios.append(measure_load("sidecar POST /v1/responses", url, PLAIN, sidecar) / relay)
-        measure_load("sidecar, store: false (information)", url, UNSTORED, sidecar)
+        if not number % 2:
+            measure_load("sidecar, store: false (information)", url, UNSTORED, sidecar)
     ratio = statistics.median(ratios)
     met = "met" if ratio >= RATE_TARGET else "MISSED"
     print(

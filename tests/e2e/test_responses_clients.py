@@ -19,40 +19,22 @@ from tests.support.fake_providers import (
     FakeProvider,
     Text,
     ToolCalls,
-    serve_fake_providers,
 )
+from tests.support.response_streams import responses_sidecar
 from tests.support.secrets import assert_no_piece
-from tests.support.sidecar_process import RunningSidecar, run_sidecar
+from tests.support.sidecar_process import RunningSidecar
 
 PROVIDER_KEY = "sk-fake-" + "Hy5Pa9Qe2Ws8Ld3K"
 USER_SECRET = "tok-" + "Jm4Vx7Rb1Zc6"
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProvider]:
-    with serve_fake_providers() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def sidecar(
     fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningSidecar]:
-    workdir = tmp_path_factory.mktemp("clients")
-    providers = workdir / "providers.yaml"
-    entry = {
-        "name": "fake",
-        "wire": "openai-chat",
-        "base_url": fake.base_url,
-        "api_key_env": "FAKE_KEY",
-    }
-    providers.write_text(json.dumps({"providers": [entry]}))  # JSON is YAML too
-    env = {
-        "SIDECAR_PROVIDERS_FILE": str(providers),
-        "FAKE_KEY": PROVIDER_KEY,
-        "SIDECAR_SANDBOX_ENABLED": "false",
-    }
-    with run_sidecar(workdir, env) as running:
+    with responses_sidecar(
+        tmp_path_factory.mktemp("clients"), fake, {"chat": PROVIDER_KEY}
+    ) as running:
         yield running
 
 
@@ -67,7 +49,7 @@ def test_the_openai_sdk_creates_and_retrieves_a_response(
 ) -> None:
     fake.reply(Text("Hello from the fake"))
     response = openai_client.responses.create(
-        model="fake/m", input="Say hello", instructions="Be brief.", metadata={"run": "1"}
+        model="chat/m", input="Say hello", instructions="Be brief.", metadata={"run": "1"}
     )
     assert response.status == "completed"
     assert response.output_text == "Hello from the fake"
@@ -93,7 +75,7 @@ def test_the_openai_sdk_streams_a_response_with_a_tool_round(
         Text(f"Done, and {USER_SECRET} stays hidden", deltas=6),
     )
     with openai_client.responses.stream(
-        model="fake/m",
+        model="chat/m",
         input="What time is it in Tokyo?",
         tools=[{"type": "orq:current_date"}],  # type: ignore[list-item,misc]
         extra_body={"variables": {"token": {"secret": True, "value": USER_SECRET}}},
@@ -132,11 +114,11 @@ def test_the_openai_sdk_reads_a_function_call_and_continues(
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
     }
     fake.reply(ToolCalls([Call("weather", '{"city": "Lima"}')]), Text("Warm in Lima"))
-    paused = openai_client.responses.create(model="fake/m", input="Weather?", tools=[weather])  # type: ignore[list-item]
+    paused = openai_client.responses.create(model="chat/m", input="Weather?", tools=[weather])  # type: ignore[list-item]
     call = paused.output[0]
     assert call.type == "function_call"
     resumed = openai_client.responses.create(
-        model="fake/m",
+        model="chat/m",
         previous_response_id=paused.id,
         tools=[weather],  # type: ignore[list-item]
         input=[{"type": "function_call_output", "call_id": call.call_id, "output": "warm"}],
@@ -151,7 +133,7 @@ def test_the_orq_sdk_creates_a_response(
     fake.reply(Text("Hi from orq's door"))
     with Orq(api_key="unused", server_url=sidecar.base_url) as orq:
         response = orq.responses.create(
-            model="fake/m",
+            model="chat/m",
             input="Say hi",
             variables={"name": "Ada"},
             instructions="Greet {{name}}.",

@@ -43,7 +43,6 @@ from tests.support.fake_providers import (
     Reply,
     Text,
     Turn,
-    serve_fake_providers,
 )
 from tests.support.openresponses_schema import event_errors, response_errors
 from tests.support.response_streams import (
@@ -51,11 +50,11 @@ from tests.support.response_streams import (
     Streamed,
     assert_clean,
     provider_history,
-    providers_env,
     read_events,
+    responses_sidecar,
     stream_problems,
 )
-from tests.support.sidecar_process import RunningSidecar, run_sidecar
+from tests.support.sidecar_process import RunningSidecar
 
 PROVIDER_KEYS = {
     "chat": "sk-chat-" + "Bt6Yn1Kq8Ws3Fe5J",
@@ -283,17 +282,10 @@ def run_case(client: httpx.Client, case: Case, model: str) -> Result:
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProvider]:
-    with serve_fake_providers() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def sidecar(
     fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningSidecar]:
-    workdir = tmp_path_factory.mktemp("compliance")
-    with run_sidecar(workdir, providers_env(workdir, fake, PROVIDER_KEYS)) as running:
+    with responses_sidecar(tmp_path_factory.mktemp("compliance"), fake, PROVIDER_KEYS) as running:
         yield running
 
 

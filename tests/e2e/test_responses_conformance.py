@@ -30,7 +30,6 @@ from tests.support.fake_providers import (
     ToolCalls,
     Turn,
     Usage,
-    serve_fake_providers,
 )
 from tests.support.response_streams import (
     WIRES,
@@ -38,11 +37,11 @@ from tests.support.response_streams import (
     assert_clean,
     post,
     provider_history,
-    providers_env,
+    responses_sidecar,
     stream,
     stream_problems,
 )
-from tests.support.sidecar_process import RunningSidecar, run_sidecar
+from tests.support.sidecar_process import RunningSidecar
 
 PROVIDER_KEYS = {
     "chat": "sk-chat-" + "Qm7Rt2Vx9Lp4Zw8N",
@@ -73,17 +72,10 @@ NOW = tool("now")
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeProvider]:
-    with serve_fake_providers() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def sidecar(
     fake: FakeProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningSidecar]:
-    workdir = tmp_path_factory.mktemp("conformance")
-    with run_sidecar(workdir, providers_env(workdir, fake, PROVIDER_KEYS)) as running:
+    with responses_sidecar(tmp_path_factory.mktemp("conformance"), fake, PROVIDER_KEYS) as running:
         yield running
 
 

@@ -12,7 +12,8 @@ assert_clean         no piece (nor encoding) of a secret in texts and in the sid
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import httpx
 
 from tests.support.fake_providers import FakeProvider
 from tests.support.secrets import assert_no_piece, assert_no_secret
-from tests.support.sidecar_process import RunningSidecar
+from tests.support.sidecar_process import RunningSidecar, run_sidecar
 
 __all__ = [
     "TERMINAL",
@@ -58,6 +59,15 @@ WIRES: dict[str, WireInfo] = {
     "resp": WireInfo("resp", "openai-responses", "/v1/responses", "E2E_RESP_KEY"),
     "claude": WireInfo("claude", "anthropic", "/v1/messages", "E2E_CLAUDE_KEY"),
 }
+
+
+@contextmanager
+def responses_sidecar(
+    workdir: Path, fake: FakeProvider, keys: Mapping[str, str]
+) -> Iterator[RunningSidecar]:
+    """A running sidecar whose providers (`chat`, `resp`, `claude`) are the fake's wires."""
+    with run_sidecar(workdir, providers_env(workdir, fake, keys)) as running:
+        yield running
 
 
 def providers_env(workdir: Path, fake: FakeProvider, keys: Mapping[str, str]) -> dict[str, str]:

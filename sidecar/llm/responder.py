@@ -174,9 +174,7 @@ class Responder:
         """Check and resolve everything a run needs; nothing is sent to a provider yet."""
         variables = parse_variables(request.variables)
         secrets = secret_values(variables)
-        redactor = (
-            Redactor([*secrets, *self._provider_keys]) if secrets else self._keys_redactor
-        )
+        redactor = Redactor([*secrets, *self._provider_keys]) if secrets else self._keys_redactor
         targets = (
             self._target(request.model, "model"),
             *(

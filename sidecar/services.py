@@ -8,7 +8,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from starlette.requests import HTTPConnection
 
 from sandbox import SandboxLimits, SandboxPool
@@ -16,6 +15,7 @@ from sidecar.code_runner import SandboxCodeRunner
 from sidecar.deadlines import DeadlineWatch
 from sidecar.execution import Executor
 from sidecar.llm.providers.catalog import build_provider, provider_specs
+from sidecar.llm.providers.lean_http import LeanTransport
 from sidecar.llm.responder import Responder
 from sidecar.llm.routing import Router
 from sidecar.llm.store import ResponseStore
@@ -220,15 +220,9 @@ async def _open_model_core(
     specs = provider_specs(settings)
     # Provider addresses are the operator's settings, not a model's or a user's choice:
     # the outbound guard (which keeps those away from private hosts) does not apply.
-    client = await stack.enter_async_context(
-        httpx.AsyncClient(
-            trust_env=False,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
-            headers={"user-agent": USER_AGENT},
-        )
-    )
-    router = Router({name: build_provider(spec, client) for name, spec in specs.items()})
+    transport = LeanTransport(user_agent=USER_AGENT)
+    stack.push_async_callback(transport.aclose)
+    router = Router({name: build_provider(spec, transport) for name, spec in specs.items()})
     responses = await stack.enter_async_context(ResponseStore(settings.responses_path))
     return Responder(
         router=router, specs=specs, registry=registry, executor=executor, store=responses

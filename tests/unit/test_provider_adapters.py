@@ -36,7 +36,7 @@ from sidecar.llm.providers.base import (
     TurnBuilder,
     Usage,
 )
-from sidecar.llm.providers.http import Endpoint
+from sidecar.llm.providers.http import Endpoint, HttpxTransport
 from sidecar.llm.providers.openai_responses import OpenAIResponses
 from tools.base import FunctionDefinition, JsonObject
 
@@ -77,12 +77,12 @@ class Vendor:
 
 def anthropic(client: httpx.AsyncClient) -> Provider:
     endpoint = Endpoint("anthropic", "https://api.anthropic.com", {"x-api-key": "sk-ant-test"})
-    return AnthropicMessages(client, endpoint)
+    return AnthropicMessages(HttpxTransport(client), endpoint)
 
 
 def responses(client: httpx.AsyncClient) -> Provider:
     endpoint = Endpoint("openai", "https://api.openai.com/v1", {"Authorization": "Bearer sk-t"})
-    return OpenAIResponses(client, endpoint)
+    return OpenAIResponses(HttpxTransport(client), endpoint)
 
 
 async def run(

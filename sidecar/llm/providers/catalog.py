@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeAlias
 
-import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sidecar.llm.providers.anthropic import AnthropicMessages
 from sidecar.llm.providers.base import Provider
-from sidecar.llm.providers.http import Endpoint
+from sidecar.llm.providers.http import Endpoint, Transport
 from sidecar.llm.providers.openai_chat import OpenAIChat
 from sidecar.llm.providers.openai_responses import OpenAIResponses
 from sidecar.settings import Settings
@@ -132,7 +131,7 @@ def provider_specs(
     return specs
 
 
-def build_provider(spec: ProviderSpec, client: httpx.AsyncClient) -> Provider:
+def build_provider(spec: ProviderSpec, client: Transport) -> Provider:
     """The adapter for a provider's wire."""
     headers = dict(spec.headers)
     key = spec.key.reveal() if spec.key is not None else None

@@ -1,8 +1,10 @@
 """What every HTTP provider adapter shares: sending a call, reading its errors, its stream.
 
-The clients are httpx with our own SSE reader rather than the vendors' SDKs: one
-shared connection pool per process, no model objects built for every chunk, and
-retries left to routing (see the README's performance section for the figures).
+Calls go through a `Transport`: the service's `LeanTransport` (a lean HTTP/1.1 client,
+see `lean_http`), or `HttpxTransport` over an httpx client, whose `MockTransport` the
+adapters' tests use. Not the vendors' SDKs: one connection pool per process for every
+provider, no model objects built for every chunk, our own SSE reader, and retries left
+to routing (docs/responses.md has the figures).
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -20,7 +22,16 @@ import orjson
 from sidecar.llm.providers.base import ProviderError, ProviderTimeout
 from sidecar.llm.providers.sse import ServerEvent, server_events
 
-__all__ = ["RETRYABLE_STATUSES", "Endpoint", "error_from", "post_json", "post_stream"]
+__all__ = [
+    "RETRYABLE_STATUSES",
+    "Answer",
+    "Endpoint",
+    "HttpxTransport",
+    "Transport",
+    "error_from",
+    "post_json",
+    "post_stream",
+]
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 _MAX_ERROR_BODY = 65_536
@@ -38,15 +49,29 @@ class Endpoint:
         return self.base_url.rstrip("/") + path
 
 
-def _timeout(seconds: float | None) -> httpx.Timeout:
-    # A provider may think for a long while before its first byte: the read timeout
-    # is the call's whole budget, the connect timeout a short part of it.
-    total = seconds if seconds is not None else 600.0
-    return httpx.Timeout(total, connect=min(10.0, total))
+class Answer(Protocol):
+    """A provider's answer: status and headers, then the body as it comes."""
+
+    status: int
+    headers: Mapping[str, str]
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body's pieces; `ProviderError` when it breaks off or stops coming."""
+        ...
+
+
+class Transport(Protocol):
+    """Sends provider calls (`LeanTransport` in the service, `HttpxTransport` in tests)."""
+
+    def post(
+        self, url: str, headers: Mapping[str, str], body: bytes, seconds: float | None
+    ) -> AbstractAsyncContextManager[Answer]:
+        """POST `body`; the answer once its head came, `ProviderError` when none comes."""
+        ...
 
 
 async def post_json(
-    client: httpx.AsyncClient,
+    transport: Transport,
     endpoint: Endpoint,
     path: str,
     body: dict[str, Any],
@@ -54,18 +79,11 @@ async def post_json(
     seconds: float | None,
 ) -> Any:
     """POST `body`; the parsed JSON answer, or `ProviderError`."""
-    async with _exchange(client, endpoint, path, body, seconds) as response:
+    async with _exchange(transport, endpoint, path, body, seconds) as answer:
         try:
-            content = await response.aread()
-        except httpx.TimeoutException:
-            raise ProviderTimeout(f"provider {endpoint.name!r} stopped sending") from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(
-                f"the answer of provider {endpoint.name!r} broke off: {type(exc).__name__}",
-                status=502,
-                code="provider_stream_broken",
-                retryable=True,
-            ) from None
+            content = b"".join([piece async for piece in answer.aiter_bytes()])
+        except ProviderError as exc:
+            raise _named(exc, endpoint.name) from None
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
@@ -75,7 +93,7 @@ async def post_json(
 
 
 async def post_stream(
-    client: httpx.AsyncClient,
+    transport: Transport,
     endpoint: Endpoint,
     path: str,
     body: dict[str, Any],
@@ -83,63 +101,116 @@ async def post_stream(
     seconds: float | None,
 ) -> AsyncIterator[ServerEvent]:
     """POST `body` and read the answer as server-sent events."""
-    async with _exchange(client, endpoint, path, body, seconds) as response:
+    async with _exchange(transport, endpoint, path, body, seconds) as answer:
         try:
-            async for event in server_events(response.aiter_bytes()):
+            async for event in server_events(answer.aiter_bytes()):
                 yield event
-        except httpx.TimeoutException:
-            raise ProviderTimeout(f"provider {endpoint.name!r} stopped sending") from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(
-                f"the stream from provider {endpoint.name!r} broke: {type(exc).__name__}",
-                code="provider_stream_broken",
-            ) from None
+        except ProviderError as exc:
+            raise _named(exc, endpoint.name) from None
 
 
 @asynccontextmanager
 async def _exchange(
-    client: httpx.AsyncClient,
+    transport: Transport,
     endpoint: Endpoint,
     path: str,
     body: dict[str, Any],
     seconds: float | None,
-) -> AsyncIterator[httpx.Response]:
-    request = client.build_request(
-        "POST",
-        endpoint.url(path),
-        content=orjson.dumps(body),
-        headers={"content-type": "application/json", **endpoint.headers},
-        timeout=_timeout(seconds),
+) -> AsyncIterator[Answer]:
+    headers = {"content-type": "application/json", **endpoint.headers}
+    try:
+        async with transport.post(
+            endpoint.url(path), headers, orjson.dumps(body), seconds
+        ) as answer:
+            if answer.status >= 400:
+                content = await _error_body(answer)
+                raise error_from(endpoint.name, answer.status, content, answer.headers)
+            yield answer
+    except ProviderError as exc:
+        if exc.message.startswith("provider "):
+            raise
+        raise _named(exc, endpoint.name) from None
+
+
+def _named(error: ProviderError, provider: str) -> ProviderError:
+    """The error with the provider's name in front of its message."""
+    message = f"provider {provider!r} {error.message}"
+    if isinstance(error, ProviderTimeout):
+        return ProviderTimeout(message)
+    return ProviderError(
+        message,
+        status=error.status,
+        code=error.code,
+        retryable=error.retryable,
+        retry_after=error.retry_after,
     )
-    try:
-        response = await client.send(request, stream=True)
-    except httpx.TimeoutException:
-        raise ProviderTimeout(f"provider {endpoint.name!r} did not answer in time") from None
-    except httpx.HTTPError as exc:
-        raise ProviderError(
-            f"provider {endpoint.name!r} could not be reached: {type(exc).__name__}",
-            code="provider_unreachable",
-            retryable=True,
-        ) from None
-    try:
-        if response.status_code >= 400:
-            content = await _error_body(response)
-            raise error_from(endpoint.name, response.status_code, content, response.headers)
-        yield response
-    finally:
-        await response.aclose()
 
 
-async def _error_body(response: httpx.Response) -> bytes:
+class HttpxTransport:
+    """The transport over an httpx client (whose `MockTransport` the adapters' tests use)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self._client = client
+
+    @asynccontextmanager
+    async def post(
+        self, url: str, headers: Mapping[str, str], body: bytes, seconds: float | None
+    ) -> AsyncIterator[Answer]:
+        total = seconds if seconds is not None else 600.0
+        request = self._client.build_request(
+            "POST",
+            url,
+            content=body,
+            headers=dict(headers),
+            timeout=httpx.Timeout(total, connect=min(10.0, total)),
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise ProviderTimeout("did not answer in time") from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(
+                f"could not be reached: {type(exc).__name__}",
+                code="provider_unreachable",
+                retryable=True,
+            ) from None
+        try:
+            yield _HttpxAnswer(response)
+        finally:
+            await response.aclose()
+
+
+class _HttpxAnswer:
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for piece in self._response.aiter_bytes():
+                yield piece
+        except httpx.TimeoutException:
+            raise ProviderTimeout("stopped sending") from None
+        except httpx.HTTPError as exc:
+            raise ProviderError(
+                f"broke off: {type(exc).__name__}",
+                status=502,
+                code="provider_stream_broken",
+                retryable=True,
+            ) from None
+
+
+async def _error_body(answer: Answer) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in answer.aiter_bytes():
             chunks.append(chunk)
             size += len(chunk)
             if size > _MAX_ERROR_BODY:
                 break
-    except httpx.HTTPError:
+    except ProviderError:
         pass
     return b"".join(chunks)[:_MAX_ERROR_BODY]
 

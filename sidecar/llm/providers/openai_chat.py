@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 from ulid import ULID
 
@@ -39,7 +38,7 @@ from sidecar.llm.providers.base import (
     ToolCallStart,
     Usage,
 )
-from sidecar.llm.providers.http import Endpoint, post_json, post_stream
+from sidecar.llm.providers.http import Endpoint, Transport, post_json, post_stream
 
 __all__ = ["OpenAIChat"]
 
@@ -58,7 +57,7 @@ class OpenAIChat:
     reasoning_provider = "openai-chat"  # its reasoning has no opaque part to send back
 
     def __init__(
-        self, client: httpx.AsyncClient, endpoint: Endpoint, *, max_tokens_field: str = "max_tokens"
+        self, client: Transport, endpoint: Endpoint, *, max_tokens_field: str = "max_tokens"
     ) -> None:
         self._client = client
         self._endpoint = endpoint

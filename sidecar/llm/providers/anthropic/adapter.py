@@ -10,11 +10,9 @@ from contextlib import aclosing
 from dataclasses import replace
 from typing import cast
 
-import httpx
-
 from sidecar.llm.providers.anthropic import from_wire, to_wire
 from sidecar.llm.providers.base import ModelEvent, ModelRequest
-from sidecar.llm.providers.http import Endpoint, post_json, post_stream
+from sidecar.llm.providers.http import Endpoint, Transport, post_json, post_stream
 from sidecar.llm.providers.sse import ServerEvent
 
 __all__ = ["AnthropicMessages"]
@@ -29,7 +27,7 @@ class AnthropicMessages:
     reasoning_provider = to_wire.PROVIDER  # what its `ReasoningItem`s carry as `provider`
 
     def __init__(
-        self, client: httpx.AsyncClient, endpoint: Endpoint, *, max_tokens_default: int = 4096
+        self, client: Transport, endpoint: Endpoint, *, max_tokens_default: int = 4096
     ) -> None:
         self._client = client
         self._endpoint = _with_version(endpoint)

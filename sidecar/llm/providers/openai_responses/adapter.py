@@ -9,10 +9,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import cast
 
-import httpx
-
 from sidecar.llm.providers.base import ModelEvent, ModelRequest
-from sidecar.llm.providers.http import Endpoint, post_json, post_stream
+from sidecar.llm.providers.http import Endpoint, Transport, post_json, post_stream
 from sidecar.llm.providers.openai_responses import from_wire, to_wire
 from sidecar.llm.providers.sse import ServerEvent
 
@@ -26,7 +24,7 @@ class OpenAIResponses:
 
     reasoning_provider = to_wire.PROVIDER  # what its `ReasoningItem`s carry as `provider`
 
-    def __init__(self, client: httpx.AsyncClient, endpoint: Endpoint) -> None:
+    def __init__(self, client: Transport, endpoint: Endpoint) -> None:
         self._client = client
         self._endpoint = endpoint
 

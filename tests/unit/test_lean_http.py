@@ -1,0 +1,174 @@
+"""The lean provider client against a raw TCP server on loopback that writes exact bytes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+import pytest
+
+from sidecar.llm.providers.base import ProviderError, ProviderTimeout
+from sidecar.llm.providers.lean_http import LeanTransport
+
+pytestmark = pytest.mark.anyio
+
+Handler = Callable[[anyio.abc.SocketStream, bytes], Awaitable[bool]]  # False: close after
+
+
+@dataclass
+class Server:
+    port: int
+    connections: int = 0
+    requests: list[bytes] = field(default_factory=list)
+
+
+async def _read_request(stream: anyio.abc.SocketStream) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(
+            line.split(b":")[1]
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+    )
+    while len(body) < length:
+        body += await stream.receive()
+    return head + b"\r\n\r\n" + body
+
+
+@asynccontextmanager
+async def serve(handler: Handler) -> AsyncIterator[Server]:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    server = Server(port)
+
+    async def connection(stream: anyio.abc.SocketStream) -> None:
+        server.connections += 1
+        async with stream:
+            while True:
+                try:
+                    request = await _read_request(stream)
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    return
+                server.requests.append(request)
+                if not await handler(stream, request):
+                    return
+
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, connection)
+        yield server
+        group.cancel_scope.cancel()
+
+
+async def json_answer(stream: anyio.abc.SocketStream, request: bytes) -> bool:
+    body = b'{"ok": true}'
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+    await stream.send(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+    return True
+
+
+async def post(transport: LeanTransport, port: int, seconds: float = 5) -> tuple[int, bytes]:
+    async with transport.post(
+        f"http://127.0.0.1:{port}/v1/x", {"authorization": "Bearer k"}, b"{}", seconds
+    ) as answer:
+        return answer.status, b"".join([piece async for piece in answer.aiter_bytes()])
+
+
+async def test_an_answer_is_read_and_its_connection_kept_for_the_next_call() -> None:
+    transport = LeanTransport()
+    async with serve(json_answer) as server:
+        assert await post(transport, server.port) == (200, b'{"ok": true}')
+        assert await post(transport, server.port) == (200, b'{"ok": true}')
+        assert server.connections == 1
+        assert server.requests[0].startswith(b"POST /v1/x HTTP/1.1\r\n")
+        assert b"authorization: Bearer k\r\n" in server.requests[0]
+    await transport.aclose()
+
+
+async def test_a_chunked_stream_arrives_piece_by_piece() -> None:
+    go_on = anyio.Event()
+
+    async def chunked(stream: anyio.abc.SocketStream, request: bytes) -> bool:
+        await stream.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await go_on.wait()
+        await stream.send(b"6\r\nsecond\r\n0\r\n\r\n")
+        return True
+
+    transport = LeanTransport()
+    url = "http://127.0.0.1:{}/"
+    async with (
+        serve(chunked) as server,
+        transport.post(url.format(server.port), {}, b"", 5) as answer,
+    ):
+        pieces = answer.aiter_bytes()
+        assert await pieces.__anext__() == b"first"  # before the rest was even sent
+        go_on.set()
+        assert [piece async for piece in pieces] == [b"second"]
+    await transport.aclose()
+
+
+async def test_a_kept_connection_the_server_closed_is_replaced() -> None:
+    async def once(stream: anyio.abc.SocketStream, request: bytes) -> bool:
+        await json_answer(stream, request)
+        return False  # closes the connection after answering
+
+    transport = LeanTransport()
+    async with serve(once) as server:
+        assert (await post(transport, server.port))[0] == 200
+        await anyio.sleep(0.05)  # let the server's close arrive
+        assert (await post(transport, server.port))[0] == 200
+        assert server.connections == 2
+    await transport.aclose()
+
+
+async def test_a_body_that_ends_with_the_connection_is_read_to_its_end() -> None:
+    async def unframed(stream: anyio.abc.SocketStream, request: bytes) -> bool:
+        await stream.send(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
+        return False
+
+    transport = LeanTransport()
+    async with serve(unframed) as server:
+        assert await post(transport, server.port) == (200, b"all of it")
+    await transport.aclose()
+
+
+async def test_a_framed_body_cut_short_is_a_broken_answer() -> None:
+    async def cut(stream: anyio.abc.SocketStream, request: bytes) -> bool:
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
+        return False
+
+    transport = LeanTransport()
+    async with serve(cut) as server:
+        with pytest.raises(ProviderError) as caught:
+            await post(transport, server.port)
+    assert caught.value.code == "provider_stream_broken"
+    await transport.aclose()
+
+
+async def test_a_silent_server_is_a_timeout_and_nothing_listening_is_unreachable() -> None:
+    async def silent(stream: anyio.abc.SocketStream, request: bytes) -> bool:
+        await anyio.sleep(10)
+        return False
+
+    transport = LeanTransport()
+    async with serve(silent) as server:
+        with pytest.raises(ProviderTimeout):
+            await post(transport, server.port, seconds=0.2)
+        port = server.port
+    with pytest.raises(ProviderError) as caught:
+        await post(transport, port)
+    assert caught.value.code == "provider_unreachable"
+    await transport.aclose()
+
+
+async def test_a_header_with_a_line_break_is_refused() -> None:
+    transport = LeanTransport()
+    with pytest.raises(ProviderError, match="line break"):
+        async with transport.post("http://127.0.0.1:9/", {"x-key": "a\r\nevil: 1"}, b"", 1):
+            pass

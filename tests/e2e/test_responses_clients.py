@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from openai import OpenAI
 from orq_ai_sdk import Orq
@@ -17,6 +18,7 @@ from orq_ai_sdk import Orq
 from tests.support.fake_providers import (
     Call,
     FakeProvider,
+    Slow,
     Text,
     ToolCalls,
 )
@@ -144,3 +146,29 @@ def test_the_orq_sdk_creates_a_response(
     text = json.dumps(dumped)
     assert "Hi from orq's door" in text
     assert fake.last().json["messages"][0]["content"] == "Greet Ada."
+
+
+def test_a_streamed_response_can_be_read_back_while_it_runs(
+    sidecar: RunningSidecar, fake: FakeProvider
+) -> None:
+    fake.reset()
+    fake.reply(Slow(Text("one two three", deltas=3), seconds=20, after=3))
+    body = {"model": "chat/m", "input": "Count", "stream": True}
+    with (
+        httpx.Client(base_url=f"{sidecar.base_url}/v1", timeout=10) as client,
+        client.stream("POST", "/responses", json=body) as answer,
+    ):
+        lines = answer.iter_lines()
+        created = next(line for line in lines if line.startswith("data: "))
+        response_id = json.loads(created.removeprefix("data: "))["response"]["id"]
+        during = client.get(f"/responses/{response_id}").json()
+        fake.release()
+        rest = list(lines)
+    assert during["status"] == "in_progress"
+    assert "data: [DONE]" in rest
+    assert client_get(sidecar, response_id)["status"] == "completed"
+
+
+def client_get(sidecar: RunningSidecar, response_id: str) -> dict[str, object]:
+    answer: dict[str, object] = httpx.get(f"{sidecar.base_url}/v1/responses/{response_id}").json()
+    return answer

@@ -277,3 +277,64 @@ async def test_unknown_and_unsupported_fields_are_400s_naming_them() -> None:
     with pytest.raises(BadRequest, match="'guardrails' is not supported") as caught:
         parse_request({"model": "main/m", "input": "x", "guardrails": []})
     assert caught.value.code == "unsupported_parameter"
+
+
+@pytest.mark.parametrize(
+    ("engine", "template"),
+    [
+        ("text", "Hi {{name}}, key [{{key}}], {{missing}}done"),
+        ("jinja", "Hi {{ name }}, key [{{ key }}], {{ missing }}{% if name %}done{% endif %}"),
+        ("mustache", "Hi {{name}}, key [{{key}}], {{missing}}{{#name}}done{{/name}}"),
+    ],
+)
+async def test_instructions_render_by_each_engine_without_secrets(
+    setup: Any, engine: str, template: str
+) -> None:
+    responder, main, _ = setup
+    main.turns.append(text("ok"))
+    await respond(
+        responder,
+        input="hi",
+        instructions=template,
+        template_engine=engine,
+        variables={"name": "Ada", "key": {"secret": True, "value": SECRET}},
+    )
+    assert main.asked[0].instructions == "Hi Ada, key [], done"
+
+
+async def test_a_template_that_breaks_the_sandbox_or_does_not_parse_is_a_400(setup: Any) -> None:
+    responder, main, _ = setup
+    with pytest.raises(BadRequest, match="unsafe"):
+        await respond(
+            responder, input="x", instructions="{{ ''.__class__.__mro__ }}", template_engine="jinja"
+        )
+    with pytest.raises(BadRequest, match="mustache"):
+        await respond(
+            responder, input="x", instructions="{{#a}}x{{/b}}", template_engine="mustache"
+        )
+    assert not main.asked
+
+
+async def test_store_false_keeps_nothing(setup: Any, tmp_path: Path) -> None:
+    responder, main, _ = setup
+    main.turns.append(text("not kept"))
+    response = await respond(responder, input="hi", store=False)
+    assert response["store"] is False
+    assert await responder.get(response["id"]) is None
+    with pytest.raises(BadRequest, match="no stored response"):
+        await respond(responder, input="again", previous_response_id=response["id"])
+
+
+async def test_the_cost_limit_ends_the_run_with_the_output_so_far(setup: Any) -> None:
+    responder, main, _ = setup
+    # 1,000,000 input tokens at $1 per million: each turn costs $1.
+    main.turns += [calls(("current_date", "{}")), text("never asked")]
+    main.turns[0][-1] = Finish("tool_calls", Usage(1_000_000, 0))
+    response = await respond(
+        responder, input="x", tools=[{"type": "orq:current_date"}], limits={"max_cost": 0.5}
+    )
+    assert response["status"] == "incomplete"
+    assert response["incomplete_details"] == {"reason": "max_cost"}
+    assert response["usage"]["total_cost"] == pytest.approx(1.0)
+    assert response["output"][0]["status"] == "completed", "the turn's tool still ran"
+    assert len(main.asked) == 1

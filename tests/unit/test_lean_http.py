@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import anyio
 import anyio.abc
 import pytest
+from anyio.streams.tls import TLSListener
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from sidecar.llm.providers.base import ProviderError, ProviderTimeout
 from sidecar.llm.providers.lean_http import LeanTransport
@@ -172,3 +181,70 @@ async def test_a_header_with_a_line_break_is_refused() -> None:
     with pytest.raises(ProviderError, match="line break"):
         async with transport.post("http://127.0.0.1:9/", {"x-key": "a\r\nevil: 1"}, b"", 1):
             pass
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_https_verifies_the_certificate_and_keeps_the_connection(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = tcp.extra(anyio.abc.SocketAttribute.local_port)
+    listener = TLSListener(tcp, server_context, standard_compatible=False)
+    connections = 0
+
+    async def handle(stream: anyio.abc.ByteStream) -> None:
+        nonlocal connections
+        connections += 1
+        async with stream:
+            while True:
+                try:
+                    await _read_request(stream)  # type: ignore[arg-type]
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    return
+                await json_answer(stream, b"")  # type: ignore[arg-type]
+
+    trusting = ssl.create_default_context(cafile=str(cert))
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, handle)
+        transport = LeanTransport(ssl_context=trusting)
+        url = f"https://127.0.0.1:{port}/v1/x"
+        for _ in range(2):
+            async with transport.post(url, {}, b"{}", 5) as answer:
+                assert (answer.status, await answer.aread()) == (200, b'{"ok": true}')
+        assert connections == 1
+        with pytest.raises(ProviderError, match="could not be reached"):
+            async with LeanTransport().post(url, {}, b"{}", 5):  # the system's CAs refuse it
+                pass
+        await transport.aclose()
+        group.cancel_scope.cancel()

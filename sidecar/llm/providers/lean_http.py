@@ -140,9 +140,15 @@ class LeanTransport:
     """Keep-alive connections per origin for provider calls."""
 
     def __init__(
-        self, *, user_agent: str = "orq-sidecar", ssl_context: ssl.SSLContext | None = None
+        self,
+        *,
+        user_agent: str = "orq-sidecar",
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int = 256,
     ) -> None:
         self._user_agent = user_agent
+        # Calls beyond this wait for a connection to be free, as in any pooled client.
+        self._slots = anyio.CapacityLimiter(max_connections)
         self._ssl = ssl_context or ssl.create_default_context()
         self._idle: dict[Origin, list[_Connection]] = {}
 
@@ -156,14 +162,15 @@ class LeanTransport:
         origin = _origin(parts.scheme, parts.hostname or "", parts.port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         request = _request_bytes(origin, target, {"user-agent": self._user_agent, **headers}, body)
-        connection = await self._exchange(origin, request, deadline)
-        try:
-            yield LeanResponse(connection, deadline)
-        finally:
-            if connection.reusable():
-                await self._release(connection)
-            else:
-                await connection.aclose()
+        async with self._slots:
+            connection = await self._exchange(origin, request, deadline)
+            try:
+                yield LeanResponse(connection, deadline)
+            finally:
+                if connection.reusable():
+                    await self._release(connection)
+                else:
+                    await connection.aclose()
 
     async def _exchange(self, origin: Origin, request: bytes, deadline: float) -> _Connection:
         """Send and read the answer's head; a kept connection that was closed is replaced once."""

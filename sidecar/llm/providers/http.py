@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpx
 import orjson
 
-from sidecar.llm.providers.base import ProviderError, ProviderTimeout
+from sidecar.llm.providers.base import Finish, ModelEvent, ProviderError, ProviderTimeout
 from sidecar.llm.providers.sse import ServerEvent, server_events
 
 __all__ = [
@@ -27,10 +27,12 @@ __all__ = [
     "Answer",
     "Endpoint",
     "HttpxTransport",
+    "StreamReader",
     "Transport",
     "error_from",
     "post_json",
     "post_stream",
+    "turn_events",
 ]
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
@@ -60,6 +62,23 @@ class Answer(Protocol):
         ...
 
 
+class StreamReader(Protocol):
+    """Reads one wire's stream: its model events, whether the turn is over, its finish."""
+
+    @property
+    def done(self) -> bool:
+        """Whether the stream's terminal event came (nothing more to read)."""
+        ...
+
+    def read(self, event: ServerEvent) -> list[ModelEvent]:
+        """The model events one server-sent event carries."""
+        ...
+
+    def finish(self) -> Finish:
+        """The turn's finish; `ProviderError` for a stream that ended without one."""
+        ...
+
+
 class Transport(Protocol):
     """Sends provider calls (`LeanTransport` in the service, `HttpxTransport` in tests)."""
 
@@ -68,6 +87,33 @@ class Transport(Protocol):
     ) -> AbstractAsyncContextManager[Answer]:
         """POST `body`; the answer once its head came, `ProviderError` when none comes."""
         ...
+
+
+async def turn_events(
+    transport: Transport,
+    endpoint: Endpoint,
+    path: str,
+    body: dict[str, Any],
+    *,
+    seconds: float | None,
+    streaming: bool,
+    whole: Callable[[Any], list[ModelEvent]],
+    reader: StreamReader,
+) -> AsyncIterator[ModelEvent]:
+    """A turn's events: from a whole answer (`whole`), or read from a stream (`reader`)."""
+    if not streaming:
+        for event in whole(await post_json(transport, endpoint, path, body, seconds=seconds)):
+            yield event
+        return
+    events = post_stream(transport, endpoint, path, body, seconds=seconds)
+    # An async generator: closed here, the answer (and its connection) is closed at once.
+    async with aclosing(cast(AsyncGenerator[ServerEvent, None], events)) as server_events:
+        async for server_event in server_events:
+            for model_event in reader.read(server_event):
+                yield model_event
+            if reader.done:
+                break
+    yield reader.finish()
 
 
 async def post_json(

@@ -38,7 +38,8 @@ from sidecar.llm.providers.base import (
     ToolCallStart,
     Usage,
 )
-from sidecar.llm.providers.http import Endpoint, Transport, post_json, post_stream
+from sidecar.llm.providers.http import Endpoint, Transport, turn_events
+from sidecar.llm.providers.sse import ServerEvent
 
 __all__ = ["OpenAIChat"]
 
@@ -67,22 +68,19 @@ class OpenAIChat:
         self, request: ModelRequest, *, streaming: bool = True
     ) -> AsyncIterator[ModelEvent]:
         body = self._body(request, streaming)
-        if not streaming:
-            answer = await post_json(
-                self._client, self._endpoint, "/chat/completions", body, seconds=request.timeout
-            )
-            for whole in _completion_events(answer, self._endpoint.name):
-                yield whole
-            return
-        reader = _ChunkReader(self._endpoint.name)
-        async for server_event in post_stream(
-            self._client, self._endpoint, "/chat/completions", body, seconds=request.timeout
-        ):
-            if server_event.data.strip() == "[DONE]":
-                break
-            for model_event in reader.read(server_event.data):
-                yield model_event
-        yield reader.finish()
+        name = self._endpoint.name
+        events = turn_events(
+            self._client,
+            self._endpoint,
+            "/chat/completions",
+            body,
+            seconds=request.timeout,
+            streaming=streaming,
+            whole=lambda answer: _completion_events(answer, name),
+            reader=_ChunkReader(name),
+        )
+        async for event in events:
+            yield event
 
     def _body(self, request: ModelRequest, streaming: bool) -> dict[str, Any]:
         body: dict[str, Any] = {"model": request.model, "messages": _messages(request)}
@@ -236,9 +234,18 @@ class _ChunkReader:
         self._provider = provider
         self._ids: dict[int, str] = {}
         self._reason: str | None = None
+        self._done = False
         self._usage: Usage | None = None
 
-    def read(self, data: str) -> list[ModelEvent]:
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def read(self, event: ServerEvent) -> list[ModelEvent]:
+        data = event.data
+        if data.strip() == "[DONE]":
+            self._done = True
+            return []
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:

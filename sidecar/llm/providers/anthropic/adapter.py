@@ -5,15 +5,12 @@ a stream, and reads what comes back into model events through `from_wire`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from typing import cast
 
 from sidecar.llm.providers.anthropic import from_wire, to_wire
 from sidecar.llm.providers.base import ModelEvent, ModelRequest
-from sidecar.llm.providers.http import Endpoint, Transport, post_json, post_stream
-from sidecar.llm.providers.sse import ServerEvent
+from sidecar.llm.providers.http import Endpoint, Transport, turn_events
 
 __all__ = ["AnthropicMessages"]
 
@@ -38,23 +35,19 @@ class AnthropicMessages:
     ) -> AsyncIterator[ModelEvent]:
         body = to_wire.body(request, self._max_tokens_default, streaming)
         answer_tool = request.json_schema[0] if request.json_schema is not None else None
-        if not streaming:
-            answer = await post_json(
-                self._client, self._endpoint, _PATH, body, seconds=request.timeout
-            )
-            for whole in from_wire.message_events(answer, self._endpoint.name, answer_tool):
-                yield whole
-            return
-        reader = from_wire.EventReader(self._endpoint.name, answer_tool)
-        # `post_stream` is an async generator: closed here, the answer is closed at once.
-        events = post_stream(self._client, self._endpoint, _PATH, body, seconds=request.timeout)
-        async with aclosing(cast(AsyncGenerator[ServerEvent, None], events)) as server_events:
-            async for server_event in server_events:
-                for model_event in reader.read(server_event.event, server_event.data):
-                    yield model_event
-                if reader.done:
-                    break
-        yield reader.finish()
+        name = self._endpoint.name
+        events = turn_events(
+            self._client,
+            self._endpoint,
+            _PATH,
+            body,
+            seconds=request.timeout,
+            streaming=streaming,
+            whole=lambda answer: from_wire.message_events(answer, name, answer_tool),
+            reader=from_wire.EventReader(name, answer_tool),
+        )
+        async for event in events:
+            yield event
 
 
 def _with_version(endpoint: Endpoint) -> Endpoint:

@@ -22,6 +22,7 @@ from sidecar.llm.providers.base import (
     Usage,
 )
 from sidecar.llm.providers.http import error_from
+from sidecar.llm.providers.sse import ServerEvent
 
 __all__ = ["EventReader", "message_events"]
 
@@ -127,7 +128,8 @@ class EventReader:
         self._stop_reason: Any = None
         self.done = False
 
-    def read(self, name: str, data: str) -> list[ModelEvent]:
+    def read(self, server_event: ServerEvent) -> list[ModelEvent]:
+        name, data = server_event.event, server_event.data
         try:
             event = orjson.loads(data)
         except orjson.JSONDecodeError:

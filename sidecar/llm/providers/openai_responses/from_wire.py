@@ -24,6 +24,7 @@ from sidecar.llm.providers.base import (
     Usage,
 )
 from sidecar.llm.providers.http import error_from
+from sidecar.llm.providers.sse import ServerEvent
 
 __all__ = ["EventReader", "response_events"]
 
@@ -146,7 +147,8 @@ class EventReader:
     def done(self) -> bool:
         return self._finish is not None
 
-    def read(self, name: str, data: str) -> list[ModelEvent]:
+    def read(self, server_event: ServerEvent) -> list[ModelEvent]:
+        name, data = server_event.event, server_event.data
         try:
             event = orjson.loads(data)
         except orjson.JSONDecodeError:

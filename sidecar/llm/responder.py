@@ -13,7 +13,6 @@ keep      the response, redacted, unless `store: false`
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from sidecar.llm.loop import AgentLoop, Run, RunResult, ToolSlot
 from sidecar.llm.outputs import Outputs
 from sidecar.llm.providers.base import ModelRequest, NamedTool, ProviderError, ToolChoice
 from sidecar.llm.providers.catalog import ProviderSpec
+from sidecar.llm.response_object import Prepared, response_object
 from sidecar.llm.responses import ResponseRequest
 from sidecar.llm.routing import OpenedTurn, RetryPolicy, Router, Target, parse_model
 from sidecar.llm.store import ResponseStore, StoredResponse
@@ -40,7 +40,7 @@ from sidecar.redaction import Redactor
 from sidecar.registry.references import InlineMcp, Registered, ToolExecutor, parse_reference
 from sidecar.registry.registry import Registry
 from sidecar.variables import parse_variables, secret_values
-from tools.base import Deadline, Secret, VariableValue
+from tools.base import Deadline, VariableValue
 
 __all__ = ["ModelCallFailed", "Responder", "ResponseStream"]
 
@@ -59,24 +59,11 @@ class ModelCallFailed(SidecarError):
 
 
 @dataclass
-class _Prepared:
-    request: ResponseRequest
-    run: Run
-    redactor: Redactor
-    response_id: str
-    created_at: int
-    history: tuple[Item, ...]
-    instructions: str | None
-    variables: Mapping[str, VariableValue]
-    label: str  # "provider/model" asked for
-
-
-@dataclass
 class ResponseStream:
     """A response whose first model turn began: run it, writing its events."""
 
     responder: Responder
-    prepared: _Prepared
+    prepared: Prepared
     first: OpenedTurn
 
     async def run(self, write: Write) -> None:
@@ -137,10 +124,10 @@ class Responder:
             first = await self._open(prepared)
         return ResponseStream(self, prepared, first)
 
-    async def stream_run(self, prepared: _Prepared, first: OpenedTurn, emit: EventWriter) -> None:
+    async def stream_run(self, prepared: Prepared, first: OpenedTurn, emit: EventWriter) -> None:
         """The events of a streamed run (see `ResponseStream.run`)."""
         with redacting(prepared.redactor):
-            shell = self._object(prepared, [], "in_progress", None)
+            shell = response_object(prepared, [], "in_progress", None)
             if prepared.request.store:
                 # The id in `response.created` can be read back at once.
                 await self._keep(prepared, shell, prepared.history, ())
@@ -154,7 +141,7 @@ class Responder:
                 with anyio.CancelScope(shield=True):
                     await first.aclose()
                     if prepared.request.store:
-                        ended = self._object(prepared, outputs.items, "failed", None)
+                        ended = response_object(prepared, outputs.items, "failed", None)
                         ended["error"] = {
                             "code": "cancelled",
                             "message": "the response was cancelled before it finished",
@@ -170,7 +157,7 @@ class Responder:
             }[result.status]
             await emit(terminal, {"response": final})
 
-    async def prepare(self, request: ResponseRequest) -> _Prepared:
+    async def prepare(self, request: ResponseRequest) -> Prepared:
         """Check and resolve everything a run needs; nothing is sent to a provider yet."""
         variables = parse_variables(request.variables)
         secrets = secret_values(variables)
@@ -232,7 +219,7 @@ class Responder:
             parallel_tool_calls=request.parallel_tool_calls is not False,
             prices=self._prices,
         )
-        return _Prepared(
+        return Prepared(
             request,
             run,
             redactor,
@@ -297,7 +284,7 @@ class Responder:
                 )
         return slots
 
-    async def _open(self, prepared: _Prepared) -> OpenedTurn:
+    async def _open(self, prepared: Prepared) -> OpenedTurn:
         run = prepared.run
         try:
             return await self._router.open(
@@ -313,12 +300,12 @@ class Responder:
             raise failed.with_message(prepared.redactor.redact(exc.message)) from None
 
     async def _finish(
-        self, prepared: _Prepared, outputs: Outputs, result: RunResult
+        self, prepared: Prepared, outputs: Outputs, result: RunResult
     ) -> dict[str, Any]:
         # A run that hands function calls back is `completed` on the wire, with the calls
         # in its output: orq's SDK and OpenAI's API know no `requires_action` status.
         status = "completed" if result.status == "requires_action" else result.status
-        response = self._object(prepared, outputs.items, status, result)
+        response = response_object(prepared, outputs.items, status, result)
         if prepared.request.store:
             history = (*prepared.history, *result.added)
             await self._keep(prepared, response, history, tuple(result.pending))
@@ -326,7 +313,7 @@ class Responder:
 
     async def _keep(
         self,
-        prepared: _Prepared,
+        prepared: Prepared,
         response: dict[str, Any],
         history: tuple[Item, ...],
         pending: tuple[str, ...],
@@ -334,87 +321,6 @@ class Responder:
         record = StoredResponse(response, history, pending)
         text = prepared.redactor.redact(ResponseStore.encode(record))
         await self._store.save_text(prepared.response_id, prepared.created_at, text)
-
-    def _object(
-        self,
-        prepared: _Prepared,
-        output: list[dict[str, Any]],
-        status: str,
-        result: RunResult | None,
-    ) -> dict[str, Any]:
-        request = prepared.request
-        redact = prepared.redactor.redact
-        usage = result.usage if result else None
-        response: dict[str, Any] = {
-            "id": prepared.response_id,
-            "object": "response",
-            "created_at": prepared.created_at,
-            "completed_at": int(time.time()) if result and status != "in_progress" else None,
-            "status": status,
-            "model": result.model if result else prepared.label,
-            "previous_response_id": request.previous_response_id,
-            "instructions": redact(prepared.instructions) if prepared.instructions else None,
-            "input": _echoed_input(request.input, redact),
-            "output": list(output),
-            "output_text": "".join(
-                part["text"]
-                for item in output
-                if item.get("type") == "message"
-                for part in item.get("content", [])
-                if part.get("type") == "output_text"
-            ),
-            "tools": [_echoed_tool(tool) for tool in request.tools],
-            "tool_choice": request.tool_choice or "auto",
-            "parallel_tool_calls": request.parallel_tool_calls is not False,
-            "max_tool_calls": request.max_tool_calls,
-            "text": request.text.model_dump(by_alias=True, exclude_none=True)
-            if request.text
-            else {"format": {"type": "text"}},
-            "reasoning": request.reasoning.model_dump() if request.reasoning else None,
-            # Sampling as asked, else the providers' usual defaults (orq's SDK wants numbers).
-            "temperature": 1.0 if request.temperature is None else request.temperature,
-            "top_p": 1.0 if request.top_p is None else request.top_p,
-            "frequency_penalty": 0.0,
-            "presence_penalty": 0.0,
-            "top_logprobs": 0,
-            "max_output_tokens": request.max_output_tokens,
-            "store": request.store,
-            "background": False,
-            "service_tier": "default",
-            "truncation": "disabled",
-            "user": request.user,
-            "safety_identifier": request.safety_identifier,
-            "prompt_cache_key": request.prompt_cache_key,
-            "prompt_cache_options": None,
-            "prompt_cache_retention": None,
-            "metadata": request.metadata or {},
-            "usage": None
-            if usage is None
-            else {
-                "input_tokens": usage.input_tokens,
-                "input_tokens_details": {
-                    "cached_tokens": usage.cached_tokens,
-                    "cache_creation_tokens": 0,
-                    "cache_write_tokens": 0,
-                },
-                "output_tokens": usage.output_tokens,
-                "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
-                "total_tokens": usage.input_tokens + usage.output_tokens,
-                "total_cost": round(result.cost, 8) if result else 0.0,
-            },
-            "error": {**result.error, "message": redact(result.error["message"])}
-            if result and result.error
-            else None,
-            "incomplete_details": {"reason": result.incomplete_reason}
-            if result and result.incomplete_reason
-            else None,
-            "variables": _echoed(prepared.variables),
-        }
-        for name in ("tags", "identity", "thread"):
-            value = getattr(request, name)
-            if value is not None:
-                response[name] = value
-        return response
 
     # Reading.
 
@@ -430,24 +336,6 @@ class Responder:
     async def ping(self) -> None:
         """Raise if the response store cannot be read."""
         await self._store.ping()
-
-
-def _echoed_tool(entry: dict[str, Any] | str) -> dict[str, Any] | str:
-    """A `tools[]` entry as given; a flat function tool with its `strict` (null when unset)."""
-    if isinstance(entry, dict) and entry.get("type") == "function" and "name" in entry:
-        return {"strict": None, **entry}
-    return entry
-
-
-def _echoed_input(raw: str | list[dict[str, Any]], redact: Callable[[str], str]) -> list[Any]:
-    """The request's input as items (a string is one user message), redacted."""
-    items: list[Any] = (
-        [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}]
-        if isinstance(raw, str)
-        else raw
-    )
-    echoed: list[Any] = json.loads(redact(json.dumps(items, ensure_ascii=False)))
-    return echoed
 
 
 async def _nowhere(event_type: str, payload: dict[str, Any]) -> None:
@@ -493,14 +381,6 @@ def _server_label(reference: object) -> str | None:
     if isinstance(reference, InlineMcp):
         return urlsplit(reference.spec.server_url or "").hostname
     return None
-
-
-def _echoed(variables: Mapping[str, VariableValue]) -> dict[str, Any]:
-    """Plain values as they are; a secret as `{"secret": true}`, without its value."""
-    return {
-        name: {"secret": True} if isinstance(value, Secret) else value
-        for name, value in variables.items()
-    }
 
 
 def _lookup_in(history: tuple[Item, ...]) -> Callable[[str], tuple[Item, ...] | None]:

@@ -1,12 +1,14 @@
-"""The model-routing core (being built): orq's Responses API on top of the tool pipeline.
+"""The model-routing core: orq's Responses API on top of the tool pipeline.
 
-What it will own:
+What it owns:
 - `providers/`: one adapter per wire format (OpenAI Chat Completions, OpenAI
   Responses, Anthropic Messages) behind one narrow protocol, vendor facts inside;
-- `routing`: retries and fallbacks, itself an adapter made of adapters;
+- `routing`: retries and fallbacks over the adapters, until a turn's first event;
 - `loop`: the agent loop, running tools only through the `Executor`;
-- `responses` (the wire models shared by the HTTP door and MCP), `events` (SSE),
-  `store` (stored responses), `agents`;
+- `responses` (the request's wire model), `response_object`, `items` and
+  `wire_items` (the conversation, and items on the wire), `outputs` and `events`
+  (output items and their SSE events), `templates`, `store` (stored responses);
+  `agents` comes with the next issue;
 - `responder`: THE response pipeline that the HTTP door and the MCP tool `respond`
   both call.
 

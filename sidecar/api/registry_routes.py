@@ -41,11 +41,17 @@ async def list_tools(request: Request) -> Response:
 
 
 def _limit(raw: str | None) -> int:
+    """`limit` as a whole number; orq's SDK sends its numbers as floats (`50.0`)."""
     if raw is None or raw == "":
         return MAX_PAGE
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
+    whole, _, fraction = raw.partition(".")
+    if (
+        not (whole.isascii() and whole.isdigit())
+        or fraction.strip("0")
+        or not 1 <= int(whole) <= MAX_PAGE
+    ):
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}", param="limit")
-    return int(raw)
+    return int(whole)
 
 
 async def create_tool(request: Request) -> Response:

@@ -149,7 +149,17 @@ async def test_the_list_pages_newest_first(client: httpx.AsyncClient) -> None:
     assert everything["has_more"] is False
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "abc", "201", "1.5"])
+async def test_a_limit_sent_as_a_float_is_read_as_the_whole_number(
+    client: httpx.AsyncClient,
+) -> None:
+    for i in range(3):
+        await create(client, function_tool(f"f{i}"))
+    page = (await client.get("/v2/tools", params={"limit": "2.0"})).json()  # as orq's SDK sends
+    assert len(page["data"]) == 2
+    assert page["has_more"] is True
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "abc", "201", "1.5", "0.0", ".5", "1e2"])
 async def test_a_bad_limit_is_a_bad_request(client: httpx.AsyncClient, limit: str) -> None:
     error = assert_error(await client.get("/v2/tools", params={"limit": limit}), 400)
     assert error["param"] == "limit"

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
+import anyio
+
 from sidecar.errors import SidecarError, ToolNotFound
 from sidecar.execution import Completed, Failed
 from sidecar.logs import get_logger
@@ -108,18 +110,47 @@ def _platform_entry(name: str, tool: Tool) -> FaceEntry:
     )
 
 
-def expanders_for(registry: Registry) -> dict[str, Expander]:
+# How long the face waits for a manifest MCP server that has not listed its tools yet.
+DISCOVERY_SECONDS = 10.0
+
+
+def expanders_for(
+    registry: Registry, variables: Mapping[str, VariableValue] | None = None
+) -> dict[str, Expander]:
     """How each kind of registered tool appears on the face; a kind not here does not."""
     one = OneEntry(registry)
-    return {"http": one, "code": one, "mcp": server_tools}
+    return {"http": one, "code": one, "mcp": ServerTools(registry, variables or {})}
 
 
-async def server_tools(stored: StoredTool) -> list[FaceEntry]:
+class ServerTools:
     """A registered MCP server as one entry per tool it listed: `<key>__<tool name>`.
 
-    A manifest server that has not listed its tools yet (it is discovered on first
-    use, or by a refresh) has no entries until it has.
+    A manifest server that has not listed its tools yet is discovered now, with the
+    face's variables (the MCP variables file), within `DISCOVERY_SECONDS`; one that
+    fails or takes longer is logged and left out of this listing.
     """
+
+    def __init__(self, registry: Registry, variables: Mapping[str, VariableValue]) -> None:
+        self._registry = registry
+        self._variables = variables
+
+    async def __call__(self, stored: StoredTool) -> list[FaceEntry]:
+        if isinstance(stored.definition, McpToolDefinition) and not stored.definition.mcp.tools:
+            try:
+                with anyio.fail_after(DISCOVERY_SECONDS):
+                    stored = await self._registry.mcp_servers.discovered(stored, self._variables)
+            except TimeoutError:
+                log.warning(
+                    "mcp.server_hidden",
+                    tool=stored.definition.key,
+                    error=f"it did not list its tools within {DISCOVERY_SECONDS:g} s",
+                )
+                return []
+        return server_tools(stored)
+
+
+def server_tools(stored: StoredTool) -> list[FaceEntry]:
+    """The entries of a server's listed tools."""
     definition = stored.definition
     if not isinstance(definition, McpToolDefinition):
         return []
@@ -220,12 +251,14 @@ class Catalog:
         self._schemas: dict[str, JsonObject] = {}
 
     @classmethod
-    def of_registry(cls, registry: Registry) -> Catalog:
+    def of_registry(
+        cls, registry: Registry, variables: Mapping[str, VariableValue] | None = None
+    ) -> Catalog:
         """The platform tools and the registered tools of `registry`."""
         return cls(
             [
                 PlatformTools(registry.builtins),
-                RegisteredTools(registry, expanders_for(registry)),
+                RegisteredTools(registry, expanders_for(registry, variables)),
             ]
         )
 

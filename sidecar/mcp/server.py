@@ -78,7 +78,7 @@ def mcp_face(services: Services, variables: Mapping[str, VariableValue]) -> McpS
     """
     return build_mcp_server(
         executor=services.executor,
-        catalog=Catalog.of_registry(services.registry),
+        catalog=Catalog.of_registry(services.registry, variables),
         variables=variables,
     )
 

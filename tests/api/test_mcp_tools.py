@@ -14,7 +14,7 @@ from mcp import Client
 from ulid import ULID
 
 from sidecar.mcp.catalog import Catalog, PlatformTools, RegisteredTools, expanders_for
-from sidecar.mcp.server import build_mcp_server
+from sidecar.mcp.server import build_mcp_server, mcp_face
 from sidecar.settings import Settings
 from sidecar.variables import parse_variables
 from tests.api.support import assert_error, make_settings, open_client, open_client_and_services
@@ -448,3 +448,29 @@ async def test_an_answer_over_the_size_cap_is_cut_and_says_so(
     assert result["truncated"] is True
     assert "structured_content" not in result
     assert 3000 < len(result["content"][0]["text"]) < 4096
+
+
+async def test_the_mcp_face_discovers_a_manifest_server_on_its_first_listing(
+    tmp_path: Path, upstream: RunningUpstream
+) -> None:
+    manifests = tmp_path / "manifests" / "tools"
+    manifests.mkdir(parents=True)
+    (manifests / "calc.yaml").write_text(
+        "type: mcp\nkey: calc\ndescription: A calculator\nmcp:\n"
+        f"  connection_type: {upstream.transport}\n  server_url: '{upstream.url}'\n"
+        "  headers:\n    Authorization: 'Bearer {{TOKEN}}'\n"
+    )
+    # A server that cannot be reached is logged and left out; the others are listed.
+    (manifests / "down.yaml").write_text(
+        "type: mcp\nkey: down\ndescription: Not there\nmcp:\n"
+        "  connection_type: http\n  server_url: 'http://127.0.0.1:9/mcp'\n"
+    )
+    variables = parse_variables(secret_variables())
+    async with open_client_and_services(make_settings(tmp_path)) as (_, services):
+        face = mcp_face(services, variables)
+        async with Client(face) as mcp_client:
+            listed = {tool.name for tool in (await mcp_client.list_tools()).tools}
+            result = await mcp_client.call_tool("calc__add", {"a": 2, "b": 40})
+    assert {"calc__add", "calc__whoami"} <= listed
+    assert not any(name.startswith("down__") for name in listed)
+    assert result.structured_content == {"result": 42}

@@ -68,18 +68,31 @@ async def create_tool(request: Request) -> Response:
 async def refresh_tool(request: Request) -> Response:
     """List a registered MCP server's tools again (body: optional `variables`)."""
     body = await read_json(request) if await request.body() else {}
-    if not isinstance(body, dict) or set(body) - {"variables"}:
-        raise BadRequest("a refresh body may only hold 'variables'")
+    if not isinstance(body, dict) or set(body) - {"variables", "discovery_variables"}:
+        raise BadRequest("a refresh body may only hold 'variables' or 'discovery_variables'")
     stored = await _registry(request).refresh(request.path_params["tool_id"], _variables(body))
     return json_response(stored.to_wire())
 
 
 def _variables(body: dict[str, Any]) -> dict[str, VariableValue]:
-    """The `variables` an MCP server's URL and headers need to be reached; never stored."""
+    """The values an MCP server's URL and headers need to be reached; never stored.
+
+    `variables` as for tool calls, and `discovery_variables` as orq names them: plain
+    strings, each taken as a secret (redacted from answers and logs, used once).
+    """
     raw = body.pop("variables", None)
     if raw is not None and not isinstance(raw, dict):
         raise BadRequest("variables must be an object", param="variables")
-    return parse_variables(raw)
+    discovery = body.pop("discovery_variables", None)
+    if discovery is not None and (
+        not isinstance(discovery, dict)
+        or not all(isinstance(value, str) for value in discovery.values())
+    ):
+        raise BadRequest(
+            "discovery_variables must map names to strings", param="discovery_variables"
+        )
+    secrets = {name: {"secret": True, "value": value} for name, value in (discovery or {}).items()}
+    return parse_variables({**(raw or {}), **secrets})
 
 
 async def get_tool(request: Request) -> Response:

@@ -474,3 +474,24 @@ async def test_the_mcp_face_discovers_a_manifest_server_on_its_first_listing(
     assert {"calc__add", "calc__whoami"} <= listed
     assert not any(name.startswith("down__") for name in listed)
     assert result.structured_content == {"result": 42}
+
+
+async def test_discovery_variables_fill_the_server_once_as_orq_names_them(
+    client: httpx.AsyncClient, upstream: RunningUpstream
+) -> None:
+    discovery = {"TOKEN": SECRET, "TENANT": "acme"}
+    response = await client.post(
+        "/v2/tools", json={**server_tool(upstream), "discovery_variables": discovery}
+    )
+    assert response.status_code == 200, response.text
+    assert {tool["name"] for tool in response.json()["mcp"]["tools"]} >= {"add", "whoami"}
+    assert_no_secret(response.text, SECRET)
+    refreshed = await client.post(
+        "/v2/tools/remote/refresh", json={"discovery_variables": discovery}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    without = await client.post("/v2/tools/remote/refresh", json={})
+    assert without.status_code >= 400, "nothing of the first values was kept"
+    assert "TOKEN" in without.text
+    bad = await client.post("/v2/tools/remote/refresh", json={"discovery_variables": {"T": 1}})
+    assert_error(bad, 400)

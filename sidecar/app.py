@@ -78,6 +78,12 @@ def create_app(
         Route("/v2/tools/{tool_id}", registry_routes.update_tool, methods=["PATCH"]),
         Route("/v2/tools/{tool_id}", registry_routes.delete_tool, methods=["DELETE"]),
         Route("/v2/tools/{tool_id}/refresh", registry_routes.refresh_tool, methods=["POST"]),
+        Route("/v2/tools/{tool_id}/versions", registry_routes.list_tool_versions, methods=["GET"]),
+        Route(
+            "/v2/tools/{tool_id}/versions/{version_id}",
+            registry_routes.get_tool_version,
+            methods=["GET"],
+        ),
         *(
             route
             for prefix in ("/v3/router/responses", "/v1/responses")

@@ -109,6 +109,22 @@ def _paths() -> dict[str, Any]:
             "patch": _operation("Update a tool", tool_object, {"type": "object"}),
             "delete": _operation("Delete a tool", {}),
         },
+        "/v2/tools/{tool_id}/versions": {
+            "parameters": tool_id,
+            "get": _operation("A tool's versions, newest first", {"type": "object"}),
+        },
+        "/v2/tools/{tool_id}/versions/{version_id}": {
+            "parameters": [
+                *tool_id,
+                {
+                    "name": "version_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+            ],
+            "get": _operation("One version of a tool", {"type": "object"}),
+        },
         "/healthz": {"get": {**_operation("Liveness", {"type": "object"}), "security": []}},
         "/readyz": {"get": {**_operation("Readiness", {"type": "object"}), "security": []}},
         "/metrics": {

@@ -9,14 +9,24 @@ from starlette.responses import Response
 
 from sidecar.api.models import ToolList
 from sidecar.api.wire import json_response, read_json
-from sidecar.errors import BadRequest
+from sidecar.errors import BadRequest, ToolNotFound
 from sidecar.registry.definitions import parse_definition
 from sidecar.registry.registry import Registry
+from sidecar.registry.store import ToolVersion
 from sidecar.services import services_from
 from sidecar.variables import parse_variables
 from tools.base import VariableValue
 
-__all__ = ["create_tool", "delete_tool", "get_tool", "list_tools", "refresh_tool", "update_tool"]
+__all__ = [
+    "create_tool",
+    "delete_tool",
+    "get_tool",
+    "get_tool_version",
+    "list_tool_versions",
+    "list_tools",
+    "refresh_tool",
+    "update_tool",
+]
 
 MAX_PAGE = 200
 
@@ -139,3 +149,42 @@ READ_ONLY_FIELDS = frozenset(
 def _without_read_only(body: dict[str, Any]) -> dict[str, Any]:
     """Fields the service sets itself are ignored, so a fetched tool can be sent back."""
     return {name: value for name, value in body.items() if name not in READ_ONLY_FIELDS}
+
+
+async def list_tool_versions(request: Request) -> Response:
+    """A tool's versions, newest first: a record per change (create, update, refresh)."""
+    versions = await _registry(request).versions(request.path_params["tool_id"])
+    limit = _limit(request.query_params.get("limit"))
+    return json_response(
+        {
+            "object": "list",
+            "data": [_version_wire(version) for version in versions[:limit]],
+            "has_more": len(versions) > limit,
+        }
+    )
+
+
+async def get_tool_version(request: Request) -> Response:
+    """One version of a tool, by its id."""
+    wanted = request.path_params["version_id"]
+    for version in await _registry(request).versions(request.path_params["tool_id"]):
+        if version.id == wanted:
+            return json_response(_version_wire(version))
+    raise ToolNotFound(f"tool has no version {wanted!r}", param="version_id")
+
+
+def _version_wire(version: ToolVersion) -> dict[str, Any]:
+    """A version record in orq's shape; `data` is the tool as it was then."""
+    tool = version.tool
+    return {
+        "_id": version.id,
+        "created_at": tool.updated.isoformat(),
+        "updated_at": tool.updated.isoformat(),
+        "version": str(tool.version),
+        "checksum": tool.version_hash(),
+        "entityType": "tool",
+        "entityId": tool.tool_id,
+        "data": tool.to_wire(),
+        "workspace_id": "default",
+        "description": tool.definition.description,
+    }

@@ -25,7 +25,7 @@ from sidecar.registry.factory import Built, ToolFactory
 from sidecar.registry.lru import LruCache
 from sidecar.registry.mcp_servers import BUILT_TOOLS_KEPT, Expansion, McpServers, refuse_stdio
 from sidecar.registry.references import Builtin, Inline, InlineMcp, Registered, ToolReference
-from sidecar.registry.store import KeyTaken, ToolStore, VersionConflict
+from sidecar.registry.store import KeyTaken, ToolStore, ToolVersion, VersionConflict
 from sidecar.registry.stored_tools import StoredTools
 from tools.base import CodeRunner, Tool, VariableValue
 
@@ -146,6 +146,13 @@ class Registry:
     async def all(self) -> list[StoredTool]:
         """Every registered tool (manifests first), for listings and the MCP face."""
         return await self._tools.all()
+
+    async def versions(self, ident: str) -> list[ToolVersion]:
+        """A tool's versions, newest first (a manifest tool has only the one it is at)."""
+        stored = await self.get(ident)
+        if stored.source == "manifest":
+            return [ToolVersion(stored.id, stored)]
+        return await self._tools.store.versions(stored.id)
 
     async def refresh(
         self, ident: str, variables: Mapping[str, VariableValue] | None = None

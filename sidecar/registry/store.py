@@ -11,18 +11,21 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
 import anyio.to_thread
+from ulid import ULID
 
 from sidecar.registry.definitions import StoredTool, definition_adapter
 from sidecar.sqlite_file import SqliteFile, connect
 
-__all__ = ["KeyTaken", "ToolStore", "VersionConflict"]
+__all__ = ["KeyTaken", "ToolStore", "ToolVersion", "VersionConflict"]
 
 T = TypeVar("T")
 
@@ -37,6 +40,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             version INTEGER NOT NULL,
             created TEXT NOT NULL,
             updated TEXT NOT NULL
+        )""",
+    ),
+    (
+        # One row per change of a registered tool: the tool as it was at that version.
+        """CREATE TABLE tool_versions (
+            id TEXT PRIMARY KEY,
+            tool_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            type TEXT NOT NULL,
+            body TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            UNIQUE (tool_id, version)
         )""",
     ),
 )
@@ -99,10 +116,10 @@ class ToolStore:
         await self._file.close()
 
     async def insert(self, tool: StoredTool) -> None:
-        """Add a new tool; KeyTaken when its key is in use."""
+        """Add a new tool (and its first version); KeyTaken when its key is in use."""
         row = _to_row(tool)
         sql = f"INSERT INTO tools ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
-        await self._run(lambda conn: _write(conn, sql, row, tool.definition.key))
+        await self._run(lambda conn: _versioned(conn, sql, row, row))
 
     async def get(self, tool_id: str) -> StoredTool | None:
         """The tool with this bare ULID, if any."""
@@ -114,21 +131,35 @@ class ToolStore:
 
     async def replace(self, tool: StoredTool, *, expected_version: int) -> None:
         """Overwrite a tool still at `expected_version`; VersionConflict or KeyTaken otherwise."""
-        _, key, type_, body, version, created, updated = _to_row(tool)
+        row = _to_row(tool)
+        _, key, type_, body, version, created, updated = row
         sql = (
             "UPDATE tools SET key = ?, type = ?, body = ?, version = ?, created = ?, updated = ?"
             " WHERE id = ? AND version = ?"
         )
         params = (key, type_, body, version, created, updated, tool.id, expected_version)
-        changed = await self._run(lambda conn: _write(conn, sql, params, key))
+        changed = await self._run(lambda conn: _versioned(conn, sql, params, row))
         if changed == 0:
             raise VersionConflict(tool.id, expected_version)
 
     async def delete(self, tool_id: str) -> bool:
-        """Remove a tool; whether there was one."""
-        sql = "DELETE FROM tools WHERE id = ?"
-        changed = await self._run(lambda conn: conn.execute(sql, (tool_id,)).rowcount)
-        return changed > 0
+        """Remove a tool and its versions; whether there was one."""
+
+        def remove(conn: sqlite3.Connection) -> int:
+            with _transaction(conn):
+                conn.execute("DELETE FROM tool_versions WHERE tool_id = ?", (tool_id,))
+                return int(conn.execute("DELETE FROM tools WHERE id = ?", (tool_id,)).rowcount)
+
+        return await self._run(remove) > 0
+
+    async def versions(self, tool_id: str) -> list[ToolVersion]:
+        """Every version of a tool, newest first."""
+        sql = (
+            f"SELECT id, {COLUMNS.replace('id, ', 'tool_id, ', 1)} FROM tool_versions"  # noqa: S608
+            " WHERE tool_id = ? ORDER BY version DESC"
+        )
+        rows = await self._run(lambda conn: conn.execute(sql, (tool_id,)).fetchall())
+        return [ToolVersion(row[0], _from_row(row[1:])) for row in rows]
 
     async def page(
         self, *, limit: int, starting_after: str | None = None, ending_before: str | None = None
@@ -210,6 +241,38 @@ class ToolStore:
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._file.run(work)
+
+
+@dataclass(frozen=True)
+class ToolVersion:
+    """A tool as it was at one of its versions, under the version's own id."""
+
+    id: str
+    tool: StoredTool
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _versioned(conn: sqlite3.Connection, sql: str, params: tuple[object, ...], row: Row) -> int:
+    """Write a tool's row and, when it changed, a version record of it, together."""
+    with _transaction(conn):
+        changed = _write(conn, sql, params, row[1])
+        if changed:
+            conn.execute(
+                f"INSERT INTO tool_versions (id, {COLUMNS.replace('id, ', 'tool_id, ', 1)})"  # noqa: S608
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (str(ULID()), *row),
+            )
+    return changed
 
 
 def _write(conn: sqlite3.Connection, sql: str, params: tuple[object, ...], key: str) -> int:

@@ -111,6 +111,8 @@ async def test_the_openapi_document_lists_paths_and_components(
         "/v1/tools/resolve",
         "/v2/tools",
         "/v2/tools/{tool_id}",
+        "/v2/tools/{tool_id}/versions",
+        "/v2/tools/{tool_id}/versions/{version_id}",
         "/healthz",
         "/readyz",
         "/metrics",

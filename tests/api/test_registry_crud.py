@@ -241,3 +241,35 @@ async def test_both_cursors_at_once_are_a_bad_request(client: httpx.AsyncClient)
     tool = await create(client, function_tool("weather"))
     params = {"starting_after": tool["_id"], "ending_before": tool["_id"]}
     assert assert_error(await client.get("/v2/tools", params=params), 400)["param"]
+
+
+async def test_every_change_leaves_a_version_record(client: httpx.AsyncClient) -> None:
+    created = await create(client, function_tool("versioned"))
+    tool_id = created["_id"]
+    for text in ("second", "third"):
+        patched = await client.patch(f"/v2/tools/{tool_id}", json={"description": text})
+        assert patched.status_code == 200, patched.text
+
+    listed = (await client.get(f"/v2/tools/{tool_id}/versions")).json()
+    assert listed["object"] == "list"
+    assert listed["has_more"] is False
+    versions = listed["data"]
+    assert [v["version"] for v in versions] == ["3", "2", "1"]
+    first = "The versioned tool"
+    assert [v["data"]["description"] for v in versions] == ["third", "second", first]
+    assert {v["entityId"] for v in versions} == {tool_id}
+    assert len({v["checksum"] for v in versions}) == 3
+    one = (await client.get(f"/v2/tools/{tool_id}/versions/{versions[1]['_id']}")).json()
+    assert one == versions[1]
+    assert (
+        len(
+            (await client.get(f"/v2/tools/{tool_id}/versions", params={"limit": "1.0"})).json()[
+                "data"
+            ]
+        )
+        == 1
+    )
+    assert_error(await client.get(f"/v2/tools/{tool_id}/versions/nope"), 404)
+
+    assert (await client.delete(f"/v2/tools/{tool_id}")).status_code == 200
+    assert_error(await client.get(f"/v2/tools/{tool_id}/versions"), 404)

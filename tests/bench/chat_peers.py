@@ -35,12 +35,13 @@ from typing import Any, cast
 import httptools
 import httpx
 import orjson
-import uvicorn
 import uvloop
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+
+from tests.bench.peers import serve_like_the_sidecar
 
 __all__ = ["LONG_DELTAS", "SECRET", "SHORT_DELTAS", "TOOL_NAME", "relay_app"]
 
@@ -254,18 +255,7 @@ def relay_app(upstream: str) -> Starlette:
 
 
 def _serve_relay(port: int, upstream: str) -> None:
-    config = uvicorn.Config(
-        relay_app(upstream),
-        host="127.0.0.1",
-        port=port,
-        log_config=None,
-        log_level="warning",
-        access_log=False,
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run()
+    serve_like_the_sidecar(relay_app(upstream), port)
 
 
 def main(argv: list[str]) -> None:

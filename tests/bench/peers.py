@@ -79,10 +79,10 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def main(port: int) -> None:
-    """Serve the bare app until SIGTERM."""
+def serve_like_the_sidecar(app: Starlette, port: int) -> None:
+    """Serve `app` on uvicorn set up the way `sidecar serve` sets it up, until SIGTERM."""
     config = uvicorn.Config(
-        bare_app(),
+        app,
         host="127.0.0.1",
         port=port,
         log_config=None,
@@ -93,6 +93,11 @@ def main(port: int) -> None:
         timeout_graceful_shutdown=10,
     )
     uvicorn.Server(config).run()
+
+
+def main(port: int) -> None:
+    """Serve the bare app until SIGTERM."""
+    serve_like_the_sidecar(bare_app(), port)
 
 
 if __name__ == "__main__":

@@ -276,7 +276,7 @@ def _manifests_check(args: argparse.Namespace, settings: Settings) -> int:
     for stored in tools:
         problem = failures.get(stored.definition.key)
         status = "ok  " if problem is None else "FAIL"
-        line = f"{status} {stored.definition.type:<9} {stored.definition.key}  ({stored.tool_id})"
+        line = f"{status} {stored.definition.type:<11} {stored.definition.key}  ({stored.tool_id})"
         print(line if problem is None else f"{line}: the code does not compile: {problem}")
     print(f"{len(tools)} tools in {len(files)} files under {settings.manifests_dir / 'tools'}")
     return 1 if failures else 0

@@ -14,7 +14,7 @@ from sidecar.registry.factory import HttpLimits, ToolFactory
 from sidecar.registry.manifests import load_tool_manifests, manifest_files
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
-TOOL_KINDS = {"http", "code", "function", "mcp"}
+TOOL_KINDS = {"http", "code", "function", "json_schema", "mcp"}
 
 
 def test_every_shipped_manifest_loads() -> None:

@@ -1,4 +1,9 @@
-"""Function tools: executed by the caller, never by the service (SPEC §2.6)."""
+"""Function tools: executed by the caller, never by the service (SPEC §2.6).
+
+A `json_schema` tool is the same thing seen from the other side: its schema is a
+structured answer the model fills in, offered as a function; the call is handed
+back to the caller as it is, nothing runs.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tools.base import FunctionDefinition, HandBack, JsonObject, ToolContext, ToolOutput
 from tools.schemas import EMPTY_OBJECT_SCHEMA, check_object_schema
 
-__all__ = ["FunctionSpec", "FunctionTool"]
+__all__ = ["FunctionSpec", "FunctionTool", "JsonSchemaSpec"]
 
 
 class FunctionSpec(BaseModel):
@@ -26,6 +31,31 @@ class FunctionSpec(BaseModel):
     @classmethod
     def _object_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
         return check_object_schema(value)
+
+
+class JsonSchemaSpec(BaseModel):
+    """A `json_schema` tool's definition (orq's shape): the structured answer's schema."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = ""
+    answer_schema: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+    @field_validator("answer_schema")
+    @classmethod
+    def _object_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_object_schema(value, field="schema")
+
+    def as_function(self) -> FunctionSpec:
+        """The function the model is offered: its arguments are the answer."""
+        return FunctionSpec(
+            name=self.name,
+            description=self.description,
+            parameters=self.answer_schema,
+            strict=self.strict,
+        )
 
 
 class FunctionTool:

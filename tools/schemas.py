@@ -12,17 +12,17 @@ __all__ = ["EMPTY_OBJECT_SCHEMA", "check_object_schema"]
 EMPTY_OBJECT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 
 
-def check_object_schema(value: dict[str, Any]) -> dict[str, Any]:
-    """`value` when it is a valid JSON Schema of an object; else ValueError saying why."""
+def check_object_schema(value: dict[str, Any], *, field: str = "parameters") -> dict[str, Any]:
+    """`value` when it is a valid JSON Schema of an object; else ValueError naming `field`."""
     if value.get("type", "object") != "object":
-        raise ValueError("parameters must be a JSON Schema of type 'object'")
+        raise ValueError(f"{field} must be a JSON Schema of type 'object'")
     try:
         Draft202012Validator.check_schema(value)
     except SchemaError as exc:
-        raise ValueError(f"parameters is not a valid JSON Schema: {exc.message}") from None
+        raise ValueError(f"{field} is not a valid JSON Schema: {exc.message}") from None
     remote = _remote_ref(value)
     if remote is not None:
-        raise ValueError(f"parameters may only use local references ('#/...'), not {remote!r}")
+        raise ValueError(f"{field} may only use local references ('#/...'), not {remote!r}")
     return value
 
 

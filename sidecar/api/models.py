@@ -133,6 +133,11 @@ class ErrorBody(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """Every 4xx/5xx answer."""
+    """Every 4xx/5xx answer: the error object, and its message at the top level too.
+
+    The OpenAI SDK reads `error`; `orq-ai-sdk` parses its registry errors (401, 404)
+    as `{message, code?}` and fails on a body without a top-level `message`.
+    """
 
     error: ErrorBody
+    message: str

@@ -23,6 +23,7 @@ from sidecar.registry.definitions import (
     CodeToolDefinition,
     FunctionToolDefinition,
     HttpToolDefinition,
+    JsonSchemaToolDefinition,
 )
 
 __all__ = ["openapi_document"]
@@ -41,6 +42,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     HttpToolDefinition,
     CodeToolDefinition,
     FunctionToolDefinition,
+    JsonSchemaToolDefinition,
 )
 
 
@@ -68,7 +70,12 @@ def _operation(
 
 
 def _tool_definition() -> dict[str, Any]:
-    kinds = (HttpToolDefinition, CodeToolDefinition, FunctionToolDefinition)
+    kinds = (
+        HttpToolDefinition,
+        CodeToolDefinition,
+        FunctionToolDefinition,
+        JsonSchemaToolDefinition,
+    )
     return {"oneOf": [_ref(kind) for kind in kinds]}
 
 

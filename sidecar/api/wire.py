@@ -84,9 +84,10 @@ def json_bytes(value: Any) -> bytes:
 
 
 def error_response(error: SidecarError, headers: dict[str, str] | None = None) -> Response:
-    """The `{"error": {type, code, message, param}}` answer of an error."""
+    """The `{"error": {type, code, message, param}, "message"}` answer of an error."""
     body = ErrorResponse(
-        error=ErrorBody(type=error.type, code=error.code, message=error.message, param=error.param)
+        error=ErrorBody(type=error.type, code=error.code, message=error.message, param=error.param),
+        message=error.message,
     )
     return Response(
         body.model_dump_json(),

@@ -41,6 +41,8 @@ __all__ = ["AgentLoop", "Run", "RunResult", "ToolSlot"]
 
 Status = Literal["completed", "requires_action", "incomplete", "failed"]
 TOOL_CONCURRENCY = 8
+# Kinds the caller answers: function tools, and `json_schema` tools whose call is the answer.
+HANDED_BACK_KINDS = frozenset({"function", "json_schema"})
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class ToolSlot:
 
     definition: FunctionDefinition
     reference: ToolReference
-    kind: str  # "function" (handed back), "mcp", "http", "code", a platform tool's name
+    kind: str  # "function"/"json_schema" (handed back), "mcp", "http", "code", a platform tool
     server_label: str | None = None
 
 
@@ -179,7 +181,7 @@ class AgentLoop:
         server: list[tuple[FunctionCallItem, ToolSlot, int, str]] = []
         for call in calls:
             slot = run.tools.get(call.name)
-            if slot is None or slot.kind == "function":
+            if slot is None or slot.kind in HANDED_BACK_KINDS:
                 await outputs.function_call(call)
                 if slot is None:
                     # The model named a tool it was not given: it reads why, and goes on.

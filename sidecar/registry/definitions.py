@@ -12,7 +12,7 @@ from ulid import ULID
 
 from sidecar.errors import ManifestError
 from tools.code import CodeSpec
-from tools.function import FunctionSpec
+from tools.function import FunctionSpec, JsonSchemaSpec
 from tools.http import HeaderValue, HttpSpec
 from tools.mcp import AllowedTools, McpSpec, McpToolEntry
 
@@ -23,6 +23,7 @@ __all__ = [
     "CodeToolDefinition",
     "FunctionToolDefinition",
     "HttpToolDefinition",
+    "JsonSchemaToolDefinition",
     "McpSpec",
     "McpToolDefinition",
     "McpToolEntry",
@@ -81,6 +82,13 @@ class FunctionToolDefinition(ToolFields):
     function: FunctionSpec
 
 
+class JsonSchemaToolDefinition(ToolFields):
+    """A structured answer offered to the model as a function; handed back, never run."""
+
+    type: Literal["json_schema"]
+    json_schema: JsonSchemaSpec
+
+
 class McpToolDefinition(ToolFields):
     """A remote MCP server and the tools it listed (SPEC §2.7)."""
 
@@ -89,11 +97,15 @@ class McpToolDefinition(ToolFields):
 
 
 ToolDefinition: TypeAlias = Annotated[
-    HttpToolDefinition | CodeToolDefinition | FunctionToolDefinition | McpToolDefinition,
+    HttpToolDefinition
+    | CodeToolDefinition
+    | FunctionToolDefinition
+    | JsonSchemaToolDefinition
+    | McpToolDefinition,
     Field(discriminator="type"),
 ]
 definition_adapter: TypeAdapter[ToolDefinition] = TypeAdapter(ToolDefinition)
-TOOL_KINDS = frozenset({"http", "code", "function", "mcp"})
+TOOL_KINDS = frozenset({"http", "code", "function", "json_schema", "mcp"})
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:

@@ -12,6 +12,7 @@ from sidecar.registry.definitions import (
     CodeToolDefinition,
     FunctionToolDefinition,
     HttpToolDefinition,
+    JsonSchemaToolDefinition,
     McpToolDefinition,
     ToolDefinition,
 )
@@ -62,6 +63,9 @@ class ToolFactory:
                 return self._http(definition, stored=stored)
             case FunctionToolDefinition():
                 return Built(FunctionTool(definition.function, description=definition.description))
+            case JsonSchemaToolDefinition():
+                answer = definition.json_schema.as_function()
+                return Built(FunctionTool(answer, description=definition.description))
             case CodeToolDefinition():
                 tool = CodeTool(
                     name=definition.key,

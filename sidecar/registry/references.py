@@ -2,14 +2,17 @@
 
 Accepted forms (SPEC §2):
 - `{"type": "orq:current_date"}` and the other platform tools;
-- `{"type": "orq:http" | "orq:function" | "orq:code", "tool_id" | "key": ...}`;
-- `{"type": "http" | "code" | "function" | "mcp", "key" | "id": ...}` (agent-manifest form;
-  an MCP server's tool is named by `tool_id`, its id or its name, and `orq:mcp` takes
-  that id alone); MCP references may carry `allowed_tools: {tool_names, read_only}`;
+- `{"type": "orq:http" | "orq:function" | "orq:json_schema" | "orq:code", "tool_id" | "key":
+  ...}`;
+- `{"type": "http" | "code" | "function" | "json_schema" | "mcp", "key" | "id": ...}`
+  (agent-manifest form; an MCP server's tool is named by `tool_id`, its id or its name,
+  and `orq:mcp` takes that id alone); MCP references may carry `allowed_tools:
+  {tool_names, read_only}`;
 - an inline MCP server: `{"type": "mcp", "server_url", "connection_type"?, "headers"?,
   "allowed_tools"?}`, its tool named by `tool_name` when a call executes it;
 - an inline definition: `{"type": "http", "key", "http": {...}}`, `{"type": "function",
-  "function": {...}}` or the flat Responses form `{"type": "function", "name", "parameters"}`;
+  "function": {...}}`, `{"type": "json_schema", "json_schema": {...}}` or the flat Responses
+  form `{"type": "function", "name", "parameters"}`;
 - a bare string: a platform tool name, a key or an id (CLI shorthand).
 """
 
@@ -36,8 +39,14 @@ __all__ = [
 ]
 
 PLATFORM_PREFIX = "orq:"
-REGISTERED_KINDS = frozenset({"http", "code", "function", "mcp"})
-PAYLOAD_FIELDS = {"http": "http", "function": "function", "code": "code_tool", "mcp": "mcp"}
+REGISTERED_KINDS = frozenset({"http", "code", "function", "json_schema", "mcp"})
+PAYLOAD_FIELDS = {
+    "http": "http",
+    "function": "function",
+    "json_schema": "json_schema",
+    "code": "code_tool",
+    "mcp": "mcp",
+}
 
 
 @dataclass(frozen=True)
@@ -200,8 +209,9 @@ def _flat_function(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _inline_key(kind: str, body: dict[str, Any]) -> str:
-    if kind == "function" and isinstance(body.get("function"), dict):
-        name = body["function"].get("name")
+    spec = body.get(kind) if kind in ("function", "json_schema") else None
+    if isinstance(spec, dict):
+        name = spec.get("name")
         if isinstance(name, str) and name:
             return name.replace("-", "_")
     return "inline"

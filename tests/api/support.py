@@ -71,9 +71,10 @@ def assert_error(
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"error"}
+    assert set(body) == {"error", "message"}
     error: dict[str, Any] = body["error"]
     assert set(error) == {"type", "code", "message", "param"}
+    assert body["message"] == error["message"]
     assert isinstance(error["message"], str)
     assert error["message"]
     if code is not None:

@@ -189,6 +189,22 @@ async def test_a_function_tool_ends_the_run_and_a_continuation_resumes_it(setup:
     ]  # fmt: skip
 
 
+async def test_a_json_schema_tool_call_is_the_answer_handed_back(setup: Any) -> None:
+    responder, main, _ = setup
+    schema = {"type": "object", "properties": {"rating": {"type": "integer"}}}
+    answer = {"name": "verdict", "description": "The verdict", "schema": schema}
+    main.turns.append(calls(("verdict", '{"rating": 4}')))
+    response = await respond(
+        responder, input="rate it", tools=[{"type": "json_schema", "json_schema": answer}]
+    )
+    (call,) = response["output"]
+    assert (call["type"], call["name"]) == ("function_call", "verdict")
+    assert json.loads(call["arguments"]) == {"rating": 4}
+    assert len(main.asked) == 1  # nothing ran: the model's call is the structured answer
+    offered = main.asked[0].tools[0]
+    assert (offered.name, offered.parameters) == ("verdict", schema)
+
+
 async def test_a_failing_model_falls_back_and_keeps_the_history(setup: Any) -> None:
     responder, main, backup = setup
     main.turns.append(ProviderError("down", status=503, retryable=True))

@@ -104,14 +104,18 @@ async def test_an_earlier_source_keeps_its_name(services: Services) -> None:
     assert "currentDate" in result_json(result)
 
 
-async def test_function_tools_are_neither_listed_nor_callable(services: Services) -> None:
+async def test_handed_back_tools_are_neither_listed_nor_callable(services: Services) -> None:
     await services.registry.create(parse_definition(function_tool("hand_back")))
+    answer = {"name": "verdict", "schema": {"type": "object"}}
+    verdict = {"type": "json_schema", "key": "verdict", "json_schema": answer}
+    await services.registry.create(parse_definition(verdict))
     async with Client(face(services)) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
-        result = await client.call_tool("hand_back", {"city": "Oslo"})
-    assert "hand_back" not in names
-    assert result.is_error
-    assert result_text(result).startswith("tool_not_found: ")
+        results = [await client.call_tool(name, {}) for name in ("hand_back", "verdict")]
+    assert not {"hand_back", "verdict"} & names
+    for result in results:
+        assert result.is_error
+        assert result_text(result).startswith("tool_not_found: ")
 
 
 async def test_registered_tools_are_called_by_key_not_by_id(services: Services) -> None:

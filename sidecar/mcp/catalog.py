@@ -112,6 +112,8 @@ def _platform_entry(name: str, tool: Tool) -> FaceEntry:
 
 # How long the face waits for a manifest MCP server that has not listed its tools yet.
 DISCOVERY_SECONDS = 10.0
+# Between a server's key and one of its tools' names; a key never holds it (KEY_PATTERN).
+SERVER_SEPARATOR = "__"
 
 
 def expanders_for(
@@ -157,7 +159,7 @@ def server_tools(stored: StoredTool) -> list[FaceEntry]:
     display_name = definition.display_name or definition.key
     return [
         FaceEntry(
-            name=f"{definition.key}__{entry.name}",
+            name=f"{definition.key}{SERVER_SEPARATOR}{entry.name}",
             description=describe(entry.description, f"{display_name}: {entry.name}", "mcp"),
             input_schema=entry.input_schema,
             target=Registered(stored.tool_id, "mcp", member=entry.id),
@@ -206,16 +208,17 @@ class RegisteredTools:
         return found
 
     async def find(self, name: str) -> FaceEntry | None:
+        """A tool by its key, or a server's tool by `<key>__<tool name>`: one lookup."""
+        server_key, separator, _ = name.partition(SERVER_SEPARATOR)
+        stored = await self._by_key(server_key if separator else name)
+        return None if stored is None else _named(name, await self._expand(stored))
+
+    async def _by_key(self, key: str) -> StoredTool | None:
         try:
-            stored: StoredTool | None = await self._registry.get(name)
+            stored = await self._registry.get(key)
         except ToolNotFound:
-            stored = None
-        if stored is not None and stored.definition.key == name:
-            entry = _named(name, await self._expand(stored))
-            if entry is not None:
-                return entry
-        # Entries not named by a key (the tools of an MCP server) need the whole listing.
-        return _named(name, await self.entries())
+            return None
+        return stored if stored.definition.key == key else None  # not by id: names are keys
 
     async def _expand(self, stored: StoredTool) -> list[FaceEntry]:
         expander = self._expanders.get(stored.definition.type)

@@ -15,6 +15,7 @@ from ulid import ULID
 
 from sidecar.mcp.catalog import Catalog, PlatformTools, RegisteredTools, expanders_for
 from sidecar.mcp.server import build_mcp_server, mcp_face
+from sidecar.registry.definitions import StoredTool
 from sidecar.settings import Settings
 from sidecar.variables import parse_variables
 from tests.api.support import assert_error, make_settings, open_client, open_client_and_services
@@ -448,6 +449,28 @@ async def test_an_answer_over_the_size_cap_is_cut_and_says_so(
     assert result["truncated"] is True
     assert "structured_content" not in result
     assert 3000 < len(result["content"][0]["text"]) < 4096
+
+
+async def test_the_face_finds_a_servers_tool_by_its_key_without_listing_every_tool(
+    settings: Settings, upstream: RunningUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_client_and_services(settings) as (client, services):
+        await register(client, server_tool(upstream))
+        catalog = Catalog.of_registry(services.registry)
+        listings: list[int] = []
+        every_tool = services.registry.all
+
+        async def counted() -> list[StoredTool]:
+            listings.append(1)
+            return await every_tool()
+
+        monkeypatch.setattr(services.registry, "all", counted)
+        found = await catalog.find("remote__add")
+        missing = [await catalog.find(name) for name in ("remote__nope", "nokey__add", "remote")]
+    assert found is not None
+    assert found.input_schema["required"] == ["a", "b"]
+    assert missing == [None, None, None]  # "remote" is the server, not one of its tools
+    assert listings == []
 
 
 async def test_the_mcp_face_discovers_a_manifest_server_on_its_first_listing(

@@ -34,6 +34,7 @@ from sidecar.llm.providers.base import (
 from sidecar.llm.providers.catalog import Price
 from sidecar.llm.routing import OpenedTurn, RetryPolicy, Router, Target
 from sidecar.llm.wire_items import tool_item
+from sidecar.registry.definitions import HANDED_BACK_KINDS
 from sidecar.registry.references import ToolExecutor, ToolReference
 from tools.base import Deadline, FunctionDefinition, VariableValue
 
@@ -41,8 +42,6 @@ __all__ = ["AgentLoop", "Run", "RunResult", "ToolSlot"]
 
 Status = Literal["completed", "requires_action", "incomplete", "failed"]
 TOOL_CONCURRENCY = 8
-# Kinds the caller answers: function tools, and `json_schema` tools whose call is the answer.
-HANDED_BACK_KINDS = frozenset({"function", "json_schema"})
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from tools.http import HeaderValue, HttpSpec
 from tools.mcp import AllowedTools, McpSpec, McpToolEntry
 
 __all__ = [
+    "HANDED_BACK_KINDS",
     "KEY_PATTERN",
     "MASKED",
     "AllowedTools",
@@ -106,6 +107,8 @@ ToolDefinition: TypeAlias = Annotated[
 ]
 definition_adapter: TypeAdapter[ToolDefinition] = TypeAdapter(ToolDefinition)
 TOOL_KINDS = frozenset({"http", "code", "function", "json_schema", "mcp"})
+# Kinds the caller answers: function tools, and `json_schema` tools whose call is the answer.
+HANDED_BACK_KINDS = frozenset({"function", "json_schema"})
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:

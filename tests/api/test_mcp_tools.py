@@ -470,6 +470,7 @@ async def test_the_face_finds_a_servers_tool_by_its_key_without_listing_every_to
     assert found is not None
     assert found.input_schema["required"] == ["a", "b"]
     assert missing == [None, None, None]  # "remote" is the server, not one of its tools
+    assert_no_secret(repr(found), SECRET)
     assert listings == []
 
 

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sidecar.api import calls, health, registry_routes, responses
+from sidecar.api import agent_routes, calls, health, registry_routes, responses
 from sidecar.api.middleware import EdgeMiddleware
 from sidecar.api.openapi import openapi_document
 from sidecar.api.wire import error_response, json_response
@@ -84,6 +84,11 @@ def create_app(
             registry_routes.get_tool_version,
             methods=["GET"],
         ),
+        Route("/v2/agents", agent_routes.list_agents, methods=["GET"]),
+        Route("/v2/agents", agent_routes.create_agent, methods=["POST"]),
+        Route("/v2/agents/{agent_key}", agent_routes.get_agent, methods=["GET"]),
+        Route("/v2/agents/{agent_key}", agent_routes.update_agent, methods=["PATCH"]),
+        Route("/v2/agents/{agent_key}", agent_routes.delete_agent, methods=["DELETE"]),
         *(
             route
             for prefix in ("/v3/router/responses", "/v1/responses")

@@ -24,6 +24,7 @@ from sidecar.llm.providers.catalog import ProvidersFileError, provider_specs
 from sidecar.logs import configure_logging, get_logger
 from sidecar.mcp.server import McpServer, mcp_face, serve_stdio
 from sidecar.mcp.variables_file import VariablesFileError, load_variables_file
+from sidecar.registry.agent_definitions import PLATFORM_TOOL_TYPES
 from sidecar.registry.crypto import KeyFileError
 from sidecar.registry.definitions import (
     CodeToolDefinition,
@@ -31,7 +32,7 @@ from sidecar.registry.definitions import (
     StoredTool,
     ToolDefinition,
 )
-from sidecar.registry.manifests import load_tool_manifests, manifest_files
+from sidecar.registry.manifests import load_agent_manifests, load_tool_manifests, manifest_files
 from sidecar.registry.references import parse_reference
 from sidecar.services import open_services
 from sidecar.settings import Settings, env_name
@@ -101,7 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     manifests = commands.add_parser("manifests", help="manifest files").add_subparsers(
         required=True, metavar="ACTION"
     )
-    check = manifests.add_parser("check", help="validate manifests/tools/*.yaml")
+    check = manifests.add_parser(
+        "check", help="validate manifests/tools/*.yaml and manifests/agents/*.yaml"
+    )
     check.set_defaults(handler=_manifests_check)
     for sub in (listing, call, check, serve, mcp):
         sub.add_argument("--manifests-dir", help="SIDECAR_MANIFESTS_DIR")
@@ -271,6 +274,7 @@ def _pairs(items: Sequence[str], flag: str, *, as_json: bool = True) -> list[tup
 
 def _manifests_check(args: argparse.Namespace, settings: Settings) -> int:
     tools = load_tool_manifests(settings.manifests_dir)
+    agents = load_agent_manifests(settings.manifests_dir)
     files = manifest_files(settings.manifests_dir)
     failures = anyio.run(_compile_failures, tools)
     for stored in tools:
@@ -279,6 +283,18 @@ def _manifests_check(args: argparse.Namespace, settings: Settings) -> int:
         line = f"{status} {stored.definition.type:<11} {stored.definition.key}  ({stored.tool_id})"
         print(line if problem is None else f"{line}: the code does not compile: {problem}")
     print(f"{len(tools)} tools in {len(files)} files under {settings.manifests_dir / 'tools'}")
+    known = {stored.definition.key: stored.definition.type for stored in tools}
+    for agent in agents:
+        print(f"ok   {'agent':<11} {agent.definition.key}  ({agent.agent_id})")
+        for tool in agent.definition.settings.tools:
+            if tool.type not in PLATFORM_TOOL_TYPES and known.get(tool.ident) != tool.type:
+                print(
+                    f"     note: {tool.type} tool {tool.ident!r} is not in the manifests; "
+                    "register it through /v2/tools before the agent runs"
+                )
+    folder = settings.manifests_dir / "agents"
+    count = len(manifest_files(settings.manifests_dir, "agents"))
+    print(f"{len(agents)} agents in {count} files under {folder}")
     return 1 if failures else 0
 
 

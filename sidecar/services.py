@@ -23,11 +23,13 @@ from sidecar.logs import get_logger
 from sidecar.mcp_pool import McpPool, McpPoolSettings
 from sidecar.metrics import Metrics
 from sidecar.outbound import OutboundPolicy, guarded_client
+from sidecar.registry.agent_store import AgentStore
+from sidecar.registry.agents import Agents
 from sidecar.registry.crypto import SecretBox
 from sidecar.registry.definitions import StoredTool
 from sidecar.registry.discovery import McpDiscovery
 from sidecar.registry.factory import HttpLimits, ToolFactory
-from sidecar.registry.manifests import load_tool_manifests
+from sidecar.registry.manifests import load_agent_manifests, load_tool_manifests
 from sidecar.registry.references import ToolExecutor
 from sidecar.registry.registry import Registry
 from sidecar.registry.store import ToolStore
@@ -58,6 +60,7 @@ class Services:
     sandbox: SandboxPool | None
     mcp: McpPool | None = None
     responder: Responder | None = None
+    agents: Agents | None = None
 
     async def readiness(self) -> dict[str, dict[str, Any]]:
         """Each dependency's state, for `/readyz`."""
@@ -142,6 +145,7 @@ async def open_services(
     """Open every resource; all are closed, in reverse order, when the block ends."""
     async with AsyncExitStack() as stack:
         manifest_tools = load_tool_manifests(settings.manifests_dir)
+        manifest_agents = load_agent_manifests(settings.manifests_dir)
         configured_key = (
             settings.encryption_key.get_secret_value() if settings.encryption_key else None
         )
@@ -203,18 +207,25 @@ async def open_services(
             mcp=mcp,
             max_timeout=settings.max_tool_timeout,
         )
-        responder = await _open_model_core(stack, settings, registry, executor)
+        agents = Agents(AgentStore(store.file), registry, manifest_agents)
+        await agents.check_manifests()
+        responder = await _open_model_core(stack, settings, registry, executor, agents)
         log.info(
             "services.ready",
             manifest_tools=len(manifest_tools),
+            manifest_agents=len(manifest_agents),
             state_dir=str(settings.state_dir),
             providers=responder.providers,
         )
-        yield Services(settings, metrics, store, registry, executor, pool, mcp, responder)
+        yield Services(settings, metrics, store, registry, executor, pool, mcp, responder, agents)
 
 
 async def _open_model_core(
-    stack: AsyncExitStack, settings: Settings, registry: Registry, executor: ToolExecutor
+    stack: AsyncExitStack,
+    settings: Settings,
+    registry: Registry,
+    executor: ToolExecutor,
+    agents: Agents,
 ) -> Responder:
     """The providers, their HTTP client, the response store and the responder."""
     specs = provider_specs(settings)
@@ -225,7 +236,12 @@ async def _open_model_core(
     router = Router({name: build_provider(spec, transport) for name, spec in specs.items()})
     responses = await stack.enter_async_context(ResponseStore(settings.responses_path))
     return Responder(
-        router=router, specs=specs, registry=registry, executor=executor, store=responses
+        router=router,
+        specs=specs,
+        registry=registry,
+        executor=executor,
+        store=responses,
+        agents=agents,
     )
 
 

@@ -1,4 +1,4 @@
-"""The manifests shipped in `manifests/tools/` load, and `sidecar manifests check` reports them."""
+"""The manifests shipped in `manifests/` load, and `sidecar manifests check` reports them."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 from cryptography.fernet import Fernet
 
 from sidecar.cli import main
+from sidecar.registry.agent_definitions import PLATFORM_TOOL_TYPES
 from sidecar.registry.crypto import SecretBox
 from sidecar.registry.factory import HttpLimits, ToolFactory
-from sidecar.registry.manifests import load_tool_manifests, manifest_files
+from sidecar.registry.manifests import load_agent_manifests, load_tool_manifests, manifest_files
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 TOOL_KINDS = {"http", "code", "function", "json_schema", "mcp"}
@@ -178,3 +179,68 @@ def test_a_key_written_twice_in_a_manifest_is_refused(
     )
     assert main(["manifests", "check", "--manifests-dir", str(tmp_path)]) != 0
     assert "appears twice" in capsys.readouterr().err
+
+
+def test_the_shipped_agents_load_and_name_only_shipped_tools() -> None:
+    agents = load_agent_manifests(MANIFESTS)
+    assert agents, "manifests/agents holds no agent"
+    shipped = {tool.definition.key: tool.definition.type for tool in load_tool_manifests(MANIFESTS)}
+    for agent in agents:
+        assert agent.source == "manifest"
+        for tool in agent.definition.settings.tools:
+            if tool.type not in PLATFORM_TOOL_TYPES:
+                assert shipped.get(tool.ident) == tool.type, (agent.definition.key, tool.ident)
+
+
+def test_manifests_check_lists_the_agents(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["manifests", "check", "--manifests-dir", str(MANIFESTS)]) == 0
+    out = capsys.readouterr().out
+    for agent in load_agent_manifests(MANIFESTS):
+        assert f"agent       {agent.definition.key}  ({agent.agent_id})" in out
+    assert "note:" not in out
+
+
+BROKEN_AGENTS = [
+    ("model.yml", "key: a\nmodel: gpt\n", "model.id"),
+    ("key.yaml", "key: 1a\nmodel: openai/m\n", "key"),
+    (
+        "tool.yaml",
+        "key: a\nmodel: openai/m\nsettings: {tools: [{type: http}]}\n",
+        "settings.tools.0",
+    ),
+    ("kb.yaml", "key: a\nmodel: openai/m\nknowledge_bases: [{id: x}]\n", "knowledge_bases"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "field"), BROKEN_AGENTS)
+def test_a_broken_agent_manifest_fails_the_check_naming_file_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, field: str
+) -> None:
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    broken = agents / name
+    broken.write_text(text, encoding="utf-8")
+
+    code = main(["manifests", "check", "--manifests-dir", str(tmp_path)])
+
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert code != 0
+    assert str(broken) in error["message"]
+    assert field in error["message"]
+
+
+def test_an_agent_naming_an_unshipped_tool_is_noted_not_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "a.yaml").write_text(
+        "agents:\n"
+        "  - key: a\n    model: openai/m\n    settings: {tools: [{type: http, key: later}]}\n"
+        "  - key: b\n    model: openai/m\n",
+        encoding="utf-8",
+    )
+    assert main(["manifests", "check", "--manifests-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "note: http tool 'later' is not in the manifests" in out
+    assert "2 agents in 1 files" in out

@@ -19,6 +19,7 @@ from sidecar.api.models import (
     ToolList,
 )
 from sidecar.llm.responses import ResponseRequest
+from sidecar.registry.agent_definitions import AgentDefinition
 from sidecar.registry.definitions import (
     CodeToolDefinition,
     FunctionToolDefinition,
@@ -39,6 +40,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     ToolList,
     ErrorResponse,
     ResponseRequest,
+    AgentDefinition,
     HttpToolDefinition,
     CodeToolDefinition,
     FunctionToolDefinition,
@@ -52,6 +54,16 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
+
+
+PAGE_PARAMETERS = [
+    {"name": name, "in": "query", "schema": schema}
+    for name, schema in (
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+        ("starting_after", {"type": "string"}),
+        ("ending_before", {"type": "string"}),
+    )
+]
 
 
 def _operation(
@@ -99,14 +111,7 @@ def _paths() -> dict[str, Any]:
         "/v2/tools": {
             "get": {
                 **_operation("List tools", _ref(ToolList)),
-                "parameters": [
-                    {"name": name, "in": "query", "schema": schema}
-                    for name, schema in (
-                        ("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
-                        ("starting_after", {"type": "string"}),
-                        ("ending_before", {"type": "string"}),
-                    )
-                ],
+                "parameters": PAGE_PARAMETERS,
             },
             "post": _operation("Register a tool", tool_object, _tool_definition()),
         },
@@ -132,6 +137,7 @@ def _paths() -> dict[str, Any]:
             ],
             "get": _operation("One version of a tool", {"type": "object"}),
         },
+        **_agents_paths(),
         "/healthz": {"get": {**_operation("Liveness", {"type": "object"}), "security": []}},
         "/readyz": {"get": {**_operation("Readiness", {"type": "object"}), "security": []}},
         "/metrics": {
@@ -148,6 +154,32 @@ def _paths() -> dict[str, Any]:
         "/openapi.json": {"get": _operation("This document", {"type": "object"})},
         **_responses_paths("/v3/router/responses"),
         **_responses_paths("/v1/responses"),
+    }
+
+
+def _agents_paths() -> dict[str, Any]:
+    """`/v2/agents`: list, create (201), read, update, delete (204)."""
+    agent = {"type": "object", "description": "An agent, orq's shape (RESPONSES.md §7)."}
+    create = _operation("Register an agent", agent, _ref(AgentDefinition))
+    create["responses"] = {"201": create["responses"].pop("200"), **create["responses"]}
+    delete = _operation("Delete an agent", {})
+    delete["responses"] = {"204": {"description": "Deleted"}, **delete["responses"]}
+    delete["responses"].pop("200")
+    key = [{"name": "agent_key", "in": "path", "required": True, "schema": {"type": "string"}}]
+    return {
+        "/v2/agents": {
+            "get": {
+                **_operation("List agents", _ref(ToolList)),
+                "parameters": PAGE_PARAMETERS,
+            },
+            "post": create,
+        },
+        "/v2/agents/{agent_key}": {
+            "parameters": key,
+            "get": _operation("Get an agent by key or id", agent),
+            "patch": _operation("Update an agent", agent, {"type": "object"}),
+            "delete": delete,
+        },
     }
 
 

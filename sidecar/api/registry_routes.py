@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.models import ToolList
-from sidecar.api.wire import json_response, read_json
+from sidecar.api.wire import json_response, page_limit, read_json
 from sidecar.errors import BadRequest, ToolNotFound
 from sidecar.registry.definitions import parse_definition
 from sidecar.registry.registry import Registry
@@ -28,8 +28,6 @@ __all__ = [
     "update_tool",
 ]
 
-MAX_PAGE = 200
-
 
 def _registry(request: Request) -> Registry:
     return services_from(request).registry
@@ -43,25 +41,13 @@ async def list_tools(request: Request) -> Response:
     if starting_after and ending_before:
         raise BadRequest("use either starting_after or ending_before", param="ending_before")
     page = await _registry(request).page(
-        limit=_limit(query.get("limit")), starting_after=starting_after, ending_before=ending_before
+        limit=page_limit(query.get("limit")),
+        starting_after=starting_after,
+        ending_before=ending_before,
     )
     return json_response(
         ToolList(data=[tool.to_wire() for tool in page.tools], has_more=page.has_more)
     )
-
-
-def _limit(raw: str | None) -> int:
-    """`limit` as a whole number; orq's SDK sends its numbers as floats (`50.0`)."""
-    if raw is None or raw == "":
-        return MAX_PAGE
-    whole, _, fraction = raw.partition(".")
-    if (
-        not (whole.isascii() and whole.isdigit())
-        or fraction.strip("0")
-        or not 1 <= int(whole) <= MAX_PAGE
-    ):
-        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}", param="limit")
-    return int(whole)
 
 
 async def create_tool(request: Request) -> Response:
@@ -154,7 +140,7 @@ def _without_read_only(body: dict[str, Any]) -> dict[str, Any]:
 async def list_tool_versions(request: Request) -> Response:
     """A tool's versions, newest first: a record per change (create, update, refresh)."""
     versions = await _registry(request).versions(request.path_params["tool_id"])
-    limit = _limit(request.query_params.get("limit"))
+    limit = page_limit(request.query_params.get("limit"))
     return json_response(
         {
             "object": "list",

@@ -14,7 +14,9 @@ from sidecar.api.models import ErrorBody, ErrorResponse
 from sidecar.errors import BadRequest, SidecarError
 from sidecar.execution import Completed, Execution, Failed, RequiresAction
 
-__all__ = ["error_response", "json_response", "read_json", "read_model", "to_wire"]
+__all__ = ["error_response", "json_response", "page_limit", "read_json", "read_model", "to_wire"]
+
+MAX_PAGE = 200
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -136,3 +138,17 @@ def to_wire(execution: Execution) -> dict[str, Any]:
             }
     answer["duration_ms"] = execution.duration_ms
     return answer
+
+
+def page_limit(raw: str | None) -> int:
+    """`limit` as a whole number; orq's SDK sends its numbers as floats (`50.0`)."""
+    if raw is None or raw == "":
+        return MAX_PAGE
+    whole, _, fraction = raw.partition(".")
+    if (
+        not (whole.isascii() and whole.isdigit())
+        or fraction.strip("0")
+        or not 1 <= int(whole) <= MAX_PAGE
+    ):
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}", param="limit")
+    return int(whole)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import anyio
 
 from sidecar.execution import Completed, Execution, Failed, RequiresAction, ToolCall
+from sidecar.llm.approvals import Approver, Decision, approval_request_item, refusal
 from sidecar.llm.items import FunctionCallItem, FunctionOutputItem, Item, ReasoningItem
 from sidecar.llm.outputs import Outputs, new_item_id
 from sidecar.llm.providers.base import (
@@ -33,6 +34,7 @@ from sidecar.llm.providers.base import (
 )
 from sidecar.llm.providers.catalog import Price
 from sidecar.llm.routing import OpenedTurn, RetryPolicy, Router, Target
+from sidecar.llm.tool_options import ToolOptions
 from sidecar.llm.wire_items import tool_item
 from sidecar.registry.definitions import HANDED_BACK_KINDS
 from sidecar.registry.references import ToolExecutor, ToolReference
@@ -52,6 +54,7 @@ class ToolSlot:
     reference: ToolReference
     kind: str  # "function"/"json_schema" (handed back), "mcp", "http", "code", a platform tool
     server_label: str | None = None
+    options: ToolOptions = field(default_factory=ToolOptions)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class Run:
     max_cost: float = 0.0
     parallel_tool_calls: bool = True
     prices: Mapping[str, Price] = field(default_factory=dict)  # by "provider/model"
+    approver: Approver | None = None  # asks the user at once; else approvals pause the run
 
 
 @dataclass
@@ -81,7 +85,8 @@ class RunResult:
     status: Status
     model: str
     added: list[Item] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # call ids the client answers
+    approvals: dict[str, str] = field(default_factory=dict)  # approval id -> call id
     usage: Usage = field(default_factory=Usage)
     cost: float = 0.0
     incomplete_reason: str | None = None
@@ -117,7 +122,7 @@ class AgentLoop:
                 return _incomplete(result, "max_tool_calls")
             tool_calls += len(calls)
             await self._tools(run, calls, outputs, result)
-            if result.pending:
+            if result.pending or result.approvals:
                 result.status = "requires_action"
                 return result
             if run.max_cost and result.cost >= run.max_cost:
@@ -175,46 +180,110 @@ class AgentLoop:
     async def _tools(
         self, run: Run, calls: Sequence[FunctionCallItem], outputs: Outputs, result: RunResult
     ) -> None:
-        """Run the turn's calls; function tools wait for the client."""
+        """Run the turn's calls; function tools wait for the client, some calls for approval."""
         result.added.extend(calls)
-        server: list[tuple[FunctionCallItem, ToolSlot, int, str]] = []
+        server: list[tuple[FunctionCallItem, ToolSlot]] = []
         for call in calls:
             slot = run.tools.get(call.name)
             if slot is None or slot.kind in HANDED_BACK_KINDS:
                 await outputs.function_call(call)
                 if slot is None:
                     # The model named a tool it was not given: it reads why, and goes on.
-                    error = {"code": "tool_not_found", "message": f"no tool named {call.name!r}"}
-                    result.added.append(
-                        FunctionOutputItem(call.call_id, json.dumps({"error": error}))
-                    )
+                    result.added.append(_unknown_tool(call))
                 else:
                     result.pending.append(call.call_id)
                 continue
+            if slot.options.requires_approval:
+                decision = await run.approver(call, slot.kind) if run.approver else None
+                if decision is None:
+                    approval_id = new_item_id("mcpr")
+                    await outputs.add(approval_request_item(approval_id, call, slot.server_label))
+                    result.approvals[approval_id] = call.call_id
+                    continue
+                if not decision.approve:
+                    output, error = refusal(call, decision)
+                    result.added.append(output)
+                    wire = tool_item(
+                        slot.kind, call, new_item_id("tc"), status="failed", error=error,
+                        server_label=slot.server_label,
+                    )  # fmt: skip
+                    await outputs.done(await outputs.add(wire), wire)
+                    continue
+            server.append((call, slot))
+        shells: list[tuple[int, str]] = []
+        for call, slot in server:
             item_id = new_item_id("tc")
             shell = tool_item(
                 slot.kind, call, item_id, status="in_progress", server_label=slot.server_label
             )
-            server.append((call, slot, await outputs.add(shell), item_id))
+            shells.append((await outputs.add(shell), item_id))
+        executions = await self._execute(run, server)
+        for (call, slot), (index, item_id), execution in zip(
+            server, shells, executions, strict=True
+        ):
+            output, wire = _tool_result(slot, call, item_id, execution)
+            result.added.append(output)
+            await outputs.done(index, wire)
+
+    async def resume(
+        self, run: Run, decided: Sequence[tuple[FunctionCallItem, Decision]]
+    ) -> list[tuple[FunctionOutputItem, dict[str, Any]]]:
+        """The calls a continuation approved (run now) or rejected: what the model reads of
+        each, and its output item, in the order given."""
+        answers: dict[int, tuple[FunctionOutputItem, dict[str, Any]]] = {}
+        approved: list[tuple[int, FunctionCallItem, ToolSlot]] = []
+        for position, (call, decision) in enumerate(decided):
+            slot = run.tools.get(call.name)
+            if slot is None:
+                missing = {"code": "tool_not_found", "message": f"no tool named {call.name!r}"}
+                answers[position] = (
+                    _unknown_tool(call),
+                    tool_item("function", call, new_item_id("tc"), status="failed", error=missing),
+                )
+            elif not decision.approve:
+                output, error = refusal(call, decision)
+                wire = tool_item(
+                    slot.kind, call, new_item_id("tc"), status="failed", error=error,
+                    server_label=slot.server_label,
+                )  # fmt: skip
+                answers[position] = (output, wire)
+            else:
+                approved.append((position, call, slot))
+        executions = await self._execute(run, [(call, slot) for _, call, slot in approved])
+        for (position, call, slot), execution in zip(approved, executions, strict=True):
+            answers[position] = _tool_result(slot, call, new_item_id("tc"), execution)
+        return [answers[position] for position in range(len(decided))]
+
+    async def _execute(
+        self, run: Run, calls: Sequence[tuple[FunctionCallItem, ToolSlot]]
+    ) -> list[Execution]:
+        """Run server-side calls, in parallel when allowed (bounded); their executions in order."""
         limit = TOOL_CONCURRENCY if run.parallel_tool_calls else 1
         slots = anyio.Semaphore(limit)
         executions: dict[int, Execution] = {}
 
         async def execute(position: int, call: FunctionCallItem, slot: ToolSlot) -> None:
             async with slots:
-                seconds = min(run.tool_timeout, max(run.deadline.remaining(), 0.001))
+                seconds = min(
+                    slot.options.timeout or run.tool_timeout,
+                    run.tool_timeout,
+                    max(run.deadline.remaining(), 0.001),
+                )
+                arguments = slot.options.arguments(call.arguments)
                 executions[position] = await self._executor.execute(
-                    ToolCall(slot.reference, call.arguments, run.variables, call.call_id),
+                    ToolCall(slot.reference, arguments, run.variables, call.call_id),
                     deadline=Deadline.after(seconds),
                 )
 
         async with anyio.create_task_group() as group:
-            for position, (call, slot, _, _) in enumerate(server):
+            for position, (call, slot) in enumerate(calls):
                 group.start_soon(execute, position, call, slot)
-        for position, (call, slot, index, item_id) in enumerate(server):
-            output, wire = _tool_result(slot, call, item_id, executions[position])
-            result.added.append(output)
-            await outputs.done(index, wire)
+        return [executions[position] for position in range(len(calls))]
+
+
+def _unknown_tool(call: FunctionCallItem) -> FunctionOutputItem:
+    error = {"code": "tool_not_found", "message": f"no tool named {call.name!r}"}
+    return FunctionOutputItem(call.call_id, json.dumps({"error": error}))
 
 
 def _tool_result(

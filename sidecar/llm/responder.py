@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,10 +23,12 @@ import anyio
 from ulid import ULID
 
 from sidecar.errors import BadRequest, SidecarError
+from sidecar.llm.agents import agent_key, with_agent
+from sidecar.llm.approvals import Approver, Decision, parse_decisions
 from sidecar.llm.events import EventWriter
 from sidecar.llm.items import FunctionCallItem, FunctionOutputItem, Item
 from sidecar.llm.loop import AgentLoop, Run, RunResult, ToolSlot
-from sidecar.llm.outputs import Outputs
+from sidecar.llm.outputs import Emit, Outputs
 from sidecar.llm.providers.base import ModelRequest, NamedTool, ProviderError, ToolChoice
 from sidecar.llm.providers.catalog import ProviderSpec
 from sidecar.llm.response_object import Prepared, response_object
@@ -34,9 +36,12 @@ from sidecar.llm.responses import ResponseRequest
 from sidecar.llm.routing import OpenedTurn, RetryPolicy, Router, Target, parse_model
 from sidecar.llm.store import ResponseStore, StoredResponse
 from sidecar.llm.templates import render_instructions
+from sidecar.llm.tool_options import tool_options
 from sidecar.llm.wire_items import parse_input
 from sidecar.logs import redacting
 from sidecar.redaction import Redactor
+from sidecar.registry.agent_definitions import StoredAgent
+from sidecar.registry.agents import Agents
 from sidecar.registry.references import InlineMcp, Registered, ToolExecutor, parse_reference
 from sidecar.registry.registry import Registry
 from sidecar.variables import parse_variables, secret_values
@@ -84,8 +89,10 @@ class Responder:
         registry: Registry,
         executor: ToolExecutor,
         store: ResponseStore,
+        agents: Agents | None = None,
     ) -> None:
         self._router = router
+        self._agents = agents
         self._specs = dict(specs)
         self._registry = registry
         self._loop = AgentLoop(router, executor)
@@ -108,12 +115,21 @@ class Responder:
 
     # Creating.
 
-    async def respond(self, request: ResponseRequest) -> dict[str, Any]:
-        """Run a response to its end; the response object."""
+    async def respond(
+        self, request: ResponseRequest, *, approver: Approver | None = None
+    ) -> dict[str, Any]:
+        """Run a response to its end; the response object.
+
+        `approver`, when given, decides each call that needs approval during the run
+        (a door that can ask its user); without it such calls pause the run.
+        """
         prepared = await self.prepare(request)
+        if approver is not None:
+            prepared.run = replace(prepared.run, approver=approver)
         with redacting(prepared.redactor):
+            await self._resume(prepared)
             first = await self._open(prepared)
-            outputs = Outputs(_nowhere, prepared.redactor)
+            outputs = await self._outputs(prepared, _nowhere)
             result = await self._loop.run(prepared.run, outputs, first)
             return await self._finish(prepared, outputs, result)
 
@@ -121,6 +137,7 @@ class Responder:
         """Prepare a streamed response and begin its first model turn."""
         prepared = await self.prepare(request)
         with redacting(prepared.redactor):
+            await self._resume(prepared)
             first = await self._open(prepared)
         return ResponseStream(self, prepared, first)
 
@@ -133,7 +150,7 @@ class Responder:
                 await self._keep(prepared, shell, prepared.history, ())
             await emit("response.created", {"response": shell})
             await emit("response.in_progress", {"response": shell})
-            outputs = Outputs(emit, prepared.redactor)
+            outputs = await self._outputs(prepared, emit)
             try:
                 result = await self._loop.run(prepared.run, outputs, first)
             except BaseException:
@@ -159,21 +176,14 @@ class Responder:
 
     async def prepare(self, request: ResponseRequest) -> Prepared:
         """Check and resolve everything a run needs; nothing is sent to a provider yet."""
+        request, targets = await self._targets(request)
         variables = parse_variables(request.variables)
         secrets = secret_values(variables)
         redactor = Redactor([*secrets, *self._provider_keys]) if secrets else self._keys_redactor
-        targets = (
-            self._target(request.model, "model"),
-            *(
-                self._target(f.model, f"fallbacks.{i}.model")
-                for i, f in enumerate(request.fallbacks)
-            ),
-        )
         previous = await self._previous(request.previous_response_id)
         lookup = _lookup_in(previous.history if previous else ())
         new_items = parse_input(request.input, lookup)
-        if previous is not None:
-            _check_outputs_for(previous, new_items)
+        decided = _decided(previous, new_items, parse_decisions(request.input))
         history = (*(previous.history if previous else ()), *new_items)
         if not history:
             raise BadRequest("input is empty: send a message", param="input")
@@ -229,16 +239,53 @@ class Responder:
             instructions,
             variables,
             str(targets[0]),
+            decided=decided,
+            resumed_at=len(previous.history) if previous else 0,
         )
 
-    def _target(self, text: str, param: str) -> Target:
+    async def _targets(
+        self, request: ResponseRequest
+    ) -> tuple[ResponseRequest, tuple[Target, ...]]:
+        """The request (an agent's, completed by it) and the models to try, in order."""
+        key = agent_key(request.model)
+        if key is None:
+            return request, (
+                self._target(request.model, "model"),
+                *(
+                    self._target(f.model, f"fallbacks.{i}.model")
+                    for i, f in enumerate(request.fallbacks)
+                ),
+            )
+        agent = await self._agent(key)
+        completed = with_agent(request, agent.definition)
+        where = f"the model of agent {key!r}"
+        targets = [self._target(completed.request.model, "model", where)]
+        if completed.fallbacks:
+            for model, overrides, retry in completed.fallbacks:
+                target = self._target(model, "model", f"a fallback model of agent {key!r}")
+                targets.append(replace(target, overrides=overrides, retry=retry))
+        else:
+            targets.extend(
+                self._target(f.model, f"fallbacks.{i}.model")
+                for i, f in enumerate(completed.request.fallbacks)
+            )
+        return completed.request, tuple(targets)
+
+    async def _agent(self, key: str) -> StoredAgent:
+        found = await self._agents.find(key) if self._agents is not None else None
+        if found is None:
+            raise BadRequest(f"no agent with key {key!r}", param="model", code="agent_not_found")
+        return found
+
+    def _target(self, text: str, param: str, where: str | None = None) -> Target:
         target = parse_model(text, param=param)
         spec = self._specs.get(target.provider)
         if spec is None:
             known = ", ".join(sorted(self._specs)) or "none"
             raise BadRequest(
-                f"unknown provider {target.provider!r} in {param} (configured: {known}); set its "
-                "key (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...) or add it to SIDECAR_PROVIDERS_FILE",
+                f"unknown provider {target.provider!r} in {where or param} (configured: {known}); "
+                "set its key (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...) or add it to "
+                "SIDECAR_PROVIDERS_FILE",
                 param=param,
                 code="unknown_provider",
             )
@@ -267,7 +314,9 @@ class Responder:
     ) -> dict[str, ToolSlot]:
         slots: dict[str, ToolSlot] = {}
         for index, entry in enumerate(request.tools):
-            reference = parse_reference(entry, param=f"tools.{index}")
+            param = f"tools.{index}"
+            options, entry = tool_options(entry, param)
+            reference = parse_reference(entry, param=param)
             try:
                 expanded = await self._registry.expand(reference, variables)
             except SidecarError as exc:
@@ -275,14 +324,35 @@ class Responder:
             for expansion in expanded:
                 name = expansion.definition.name
                 if name in slots:
-                    raise BadRequest(f"two tools are named {name!r}", param=f"tools.{index}")
+                    raise BadRequest(f"two tools are named {name!r}", param=param)
                 slots[name] = ToolSlot(
-                    expansion.definition,
+                    options.shown(expansion.definition),
                     expansion.reference,
                     expansion.kind,
                     _server_label(expansion.reference),
+                    options,
                 )
         return slots
+
+    async def _resume(self, prepared: Prepared) -> None:
+        """Run the calls the continuation approved (and answer the rejected ones) before the
+        model's next turn; their outputs follow the previous conversation."""
+        if not prepared.decided:
+            return
+        answers = await self._loop.resume(prepared.run, prepared.decided)
+        at = prepared.resumed_at
+        history = prepared.history
+        prepared.history = (*history[:at], *(output for output, _ in answers), *history[at:])
+        run = prepared.run
+        prepared.run = replace(run, request=replace(run.request, items=prepared.history))
+        prepared.resumed = [wire for _, wire in answers]
+
+    async def _outputs(self, prepared: Prepared, emit: Emit) -> Outputs:
+        """The run's outputs, beginning with the items of the calls resumed before it."""
+        outputs = Outputs(emit, prepared.redactor)
+        for item in prepared.resumed:
+            await outputs.done(await outputs.add(item), item)
+        return outputs
 
     async def _open(self, prepared: Prepared) -> OpenedTurn:
         run = prepared.run
@@ -308,7 +378,7 @@ class Responder:
         response = response_object(prepared, outputs.items, status, result)
         if prepared.request.store:
             history = (*prepared.history, *result.added)
-            await self._keep(prepared, response, history, tuple(result.pending))
+            await self._keep(prepared, response, history, tuple(result.pending), result.approvals)
         return response
 
     async def _keep(
@@ -317,8 +387,9 @@ class Responder:
         response: dict[str, Any],
         history: tuple[Item, ...],
         pending: tuple[str, ...],
+        approvals: Mapping[str, str] | None = None,
     ) -> None:
-        record = StoredResponse(response, history, pending)
+        record = StoredResponse(response, history, pending, approvals or {})
         text = prepared.redactor.redact(ResponseStore.encode(record))
         await self._store.save_text(prepared.response_id, prepared.created_at, text)
 
@@ -393,16 +464,42 @@ def _lookup_in(history: tuple[Item, ...]) -> Callable[[str], tuple[Item, ...] | 
     return lookup
 
 
-def _check_outputs_for(previous: StoredResponse, new_items: tuple[Item, ...]) -> None:
-    """A continuation answers every call the previous response waits for, and no other."""
+def _decided(
+    previous: StoredResponse | None,
+    new_items: tuple[Item, ...],
+    decisions: Mapping[str, Decision],
+) -> tuple[tuple[FunctionCallItem, Decision], ...]:
+    """A continuation answers every call the previous response waits for, and no other:
+    the calls it decides, each with its decision."""
     given = [item.call_id for item in new_items if isinstance(item, FunctionOutputItem)]
-    called = {item.call_id for item in previous.history if isinstance(item, FunctionCallItem)}
-    for call_id in given:
-        if call_id not in called:
-            raise BadRequest(f"function_call_output for unknown call_id {call_id!r}", param="input")
+    history = previous.history if previous else ()
+    calls = {item.call_id: item for item in history if isinstance(item, FunctionCallItem)}
+    if previous is not None:
+        for call_id in given:
+            if call_id not in calls:
+                raise BadRequest(
+                    f"function_call_output for unknown call_id {call_id!r}", param="input"
+                )
+    waiting = previous.approvals if previous else {}
+    for approval_id in decisions:
+        if approval_id not in waiting:
+            raise BadRequest(
+                f"approval request {approval_id!r} is not waiting in the previous response",
+                param="input",
+            )
+    if previous is None:
+        return ()
     missing = [call_id for call_id in previous.pending if call_id not in given]
     if missing:
         raise BadRequest(
             f"the previous response waits for the output of call_id {missing[0]!r}",
             param="input",
         )
+    undecided = [approval_id for approval_id in waiting if approval_id not in decisions]
+    if undecided:
+        raise BadRequest(
+            f"the previous response waits for a decision on approval request {undecided[0]!r}: "
+            "send an mcp_approval_response item",
+            param="input",
+        )
+    return tuple((calls[waiting[approval_id]], decisions[approval_id]) for approval_id in waiting)

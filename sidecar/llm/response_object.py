@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.llm.items import Item
+from sidecar.llm.approvals import Decision
+from sidecar.llm.items import FunctionCallItem, Item
 from sidecar.llm.loop import Run, RunResult
 from sidecar.llm.responses import ResponseRequest
 from sidecar.redaction import Redactor
@@ -35,6 +36,11 @@ class Prepared:
     instructions: str | None
     variables: Mapping[str, VariableValue]
     label: str  # "provider/model" asked for
+    # Calls of the previous response that this one decided (approved or rejected), where
+    # their outputs go in the history, and their output items once they ran.
+    decided: tuple[tuple[FunctionCallItem, Decision], ...] = ()
+    resumed_at: int = 0
+    resumed: list[dict[str, Any]] = field(default_factory=list)
 
 
 def response_object(

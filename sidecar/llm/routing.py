@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import anyio
 
@@ -27,17 +28,6 @@ BACKOFF_CAP = 8.0
 
 
 @dataclass(frozen=True)
-class Target:
-    """A model of a provider (`provider/model`)."""
-
-    provider: str
-    model: str
-
-    def __str__(self) -> str:
-        return f"{self.provider}/{self.model}"
-
-
-@dataclass(frozen=True)
 class RetryPolicy:
     """How often to try a model again, and on which statuses."""
 
@@ -49,6 +39,23 @@ class RetryPolicy:
         if error.status is None:
             return error.retryable  # a timeout, a connection that failed
         return error.status in self.on_codes and error.status not in _NEVER_RETRIED_4XX
+
+
+@dataclass(frozen=True)
+class Target:
+    """A model of a provider (`provider/model`), with what it asks of its own.
+
+    `overrides` replace fields of the model request for this target only (an agent's
+    fallback model with its own parameters); `retry`, when set, replaces the run's.
+    """
+
+    provider: str
+    model: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+    retry: RetryPolicy | None = None
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model}"
 
 
 @dataclass
@@ -130,13 +137,14 @@ class Router:
         call_timeout: float | None,
     ) -> OpenedTurn:
         provider = self._providers[target.provider]
+        retry = target.retry or retry
         attempt = 0
         while True:
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise ProviderError("the run's time ran out", code="timeout", status=408)
             seconds = remaining if call_timeout is None else min(call_timeout, remaining)
-            asked = replace(request, model=target.model, timeout=seconds)
+            asked = replace(request, model=target.model, timeout=seconds, **dict(target.overrides))
             stream = provider.stream(asked, streaming=streaming)
             try:
                 first = await stream.__anext__()

@@ -20,7 +20,8 @@ import queue
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -56,11 +57,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 
 @dataclass(frozen=True)
 class StoredResponse:
-    """A response as answered, the conversation up to its end, and the calls it waits for."""
+    """A response as answered, the conversation up to its end, and the calls it waits for:
+    outputs from the client (`pending` call ids) and approvals (approval id -> call id)."""
 
     response: dict[str, Any]
     history: tuple[Item, ...]
     pending: tuple[str, ...] = ()
+    approvals: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -102,6 +105,7 @@ class ResponseStore:
             "response": record.response,
             "history": items_to_json(record.history),
             "pending": list(record.pending),
+            "approvals": dict(record.approvals),
         }
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
@@ -177,7 +181,10 @@ class ResponseStore:
 def _decoded(text: str) -> StoredResponse:
     body = json.loads(text)
     return StoredResponse(
-        body["response"], items_from_json(body["history"]), tuple(body.get("pending", ()))
+        body["response"],
+        items_from_json(body["history"]),
+        tuple(body.get("pending", ())),
+        body.get("approvals", {}),
     )
 
 

@@ -85,6 +85,8 @@ def _item(
                 ),
                 FunctionOutputItem(call_id, _output(output)),
             )
+        case "mcp_approval_response" | "mcp_approval_request":
+            return ()  # decisions are read apart (approvals.parse_decisions); requests echoed
         case "item_reference":
             found = lookup(_text(entry, "id", where))
             if found is None:

@@ -1,4 +1,4 @@
-"""Tool manifests: YAML files in `manifests/tools/`, validated at start."""
+"""Manifests: tools in `manifests/tools/`, agents in `manifests/agents/`, validated at start."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import yaml
 from ulid import ULID
 
 from sidecar.errors import ManifestError
+from sidecar.registry.agent_definitions import StoredAgent, parse_agent, parse_agent_id
 from sidecar.registry.definitions import (
     StoredTool,
     ToolDefinition,
@@ -19,14 +20,14 @@ from sidecar.registry.definitions import (
 )
 from sidecar.strict_yaml import load_yaml
 
-__all__ = ["load_tool_manifests", "manifest_files"]
+__all__ = ["load_agent_manifests", "load_tool_manifests", "manifest_files"]
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def manifest_files(manifests_dir: Path) -> list[Path]:
-    """The tool manifest files, in a stable order."""
-    folder = manifests_dir / "tools"
+def manifest_files(manifests_dir: Path, folder_name: str = "tools") -> list[Path]:
+    """The manifest files of `tools/` (or `agents/`), in a stable order."""
+    folder = manifests_dir / folder_name
     if not folder.is_dir():
         return []
     return sorted(path for path in folder.iterdir() if path.suffix in SUFFIXES and path.is_file())
@@ -37,7 +38,7 @@ def load_tool_manifests(manifests_dir: Path) -> list[StoredTool]:
     tools: list[StoredTool] = []
     seen: dict[str, Path] = {}
     for path in manifest_files(manifests_dir):
-        for index, entry in enumerate(_entries(path)):
+        for index, entry in enumerate(_entries(path, "tools")):
             tool = _stored(path, index, entry)
             key = tool.definition.key
             if key in seen:
@@ -47,18 +48,49 @@ def load_tool_manifests(manifests_dir: Path) -> list[StoredTool]:
     return tools
 
 
-def _entries(path: Path) -> list[Any]:
+def load_agent_manifests(manifests_dir: Path) -> list[StoredAgent]:
+    """Every agent of every file in `agents/`; `ManifestError` names the file and the field."""
+    agents: list[StoredAgent] = []
+    seen: dict[str, Path] = {}
+    for path in manifest_files(manifests_dir, "agents"):
+        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+        for index, entry in enumerate(_entries(path, "agents")):
+            where = f"{path}" if index == 0 else f"{path}[{index}]"
+            body = dict(entry) if isinstance(entry, dict) else entry
+            explicit = None
+            if isinstance(body, dict):
+                explicit = body.pop("id", None)
+                explicit = body.pop("_id", None) or explicit
+            definition = parse_agent(body, where=where)
+            key = definition.key
+            if key in seen:
+                raise ManifestError(f"{path}: agent key {key!r} is already defined in {seen[key]}")
+            seen[key] = path
+            agent_id = _agent_id(where, explicit, key)
+            agents.append(
+                StoredAgent(
+                    id=agent_id,
+                    definition=definition,
+                    created=modified,
+                    updated=modified,
+                    source="manifest",
+                )
+            )
+    return agents
+
+
+def _entries(path: Path, plural: str) -> list[Any]:
     try:
         document = load_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: not valid YAML: {exc}") from None
-    if isinstance(document, dict) and "tools" in document and "type" not in document:
-        document = document["tools"]
+    if isinstance(document, dict) and plural in document and "key" not in document:
+        document = document[plural]
     if isinstance(document, dict):
         return [document]
     if isinstance(document, list):
         return document
-    raise ManifestError(f"{path}: expected a tool definition or a 'tools' list")
+    raise ManifestError(f"{path}: expected a definition or a {plural!r} list")
 
 
 def _stored(path: Path, index: int, entry: Any) -> StoredTool:
@@ -89,7 +121,20 @@ def _manifest_id(where: str, explicit: object, definition: ToolDefinition) -> st
         if parsed is None:
             raise ManifestError(f"{where}: id {explicit!r} is not a tool_<ULID> or a ULID")
         return parsed
-    # A zero timestamp keeps manifest tools after every API tool in newest-first lists;
+    return _derived_id(f"manifest:{definition.key}")
+
+
+def _agent_id(where: str, explicit: object, key: str) -> str:
+    if explicit is not None:
+        parsed = parse_agent_id(str(explicit))
+        if parsed is None:
+            raise ManifestError(f"{where}: id {explicit!r} is not an agent_<ULID> or a ULID")
+        return parsed
+    return _derived_id(f"manifest-agent:{key}")
+
+
+def _derived_id(seed: str) -> str:
+    # A zero timestamp keeps manifest entries after every API one in newest-first lists;
     # the rest of the id is derived from the key, so it is stable across restarts.
-    digest = hashlib.sha256(f"manifest:{definition.key}".encode()).digest()
+    digest = hashlib.sha256(seed.encode()).digest()
     return str(ULID.from_bytes(bytes(6) + digest[:10]))

@@ -24,6 +24,7 @@ from sidecar.registry.discovery import McpDiscovery
 from sidecar.registry.factory import Built, ToolFactory
 from sidecar.registry.lru import LruCache
 from sidecar.registry.mcp_servers import BUILT_TOOLS_KEPT, Expansion, McpServers, refuse_stdio
+from sidecar.registry.paging import merged_page
 from sidecar.registry.references import Builtin, Inline, InlineMcp, Registered, ToolReference
 from sidecar.registry.store import KeyTaken, ToolStore, ToolVersion, VersionConflict
 from sidecar.registry.stored_tools import StoredTools
@@ -143,6 +144,10 @@ class Registry:
         """A registered tool by `tool_<ULID>`, bare ULID or key."""
         return await self._tools.get(ident)
 
+    async def find(self, ident: str) -> StoredTool | None:
+        """A registered tool by `tool_<ULID>`, bare ULID or key, or None."""
+        return await self._tools.find(ident)
+
     async def all(self) -> list[StoredTool]:
         """Every registered tool (manifests first), for listings and the MCP face."""
         return await self._tools.all()
@@ -258,15 +263,10 @@ class Registry:
         stored, more = await self._tools.store.page(
             limit=limit, starting_after=after, ending_before=before
         )
-        manifests = [
-            tool
-            for tool in self._tools.manifests()
-            if (after is None or tool.id < after) and (before is None or tool.id > before)
-        ]
-        merged = sorted([*stored, *manifests], key=lambda tool: tool.id, reverse=True)
-        # Before a cursor the page is the `limit` tools closest to it: the oldest of those newer.
-        chosen = merged[-limit:] if before is not None else merged[:limit]
-        return Page(chosen, more or len(merged) > limit)
+        chosen, has_more = merged_page(
+            stored, more, self._tools.manifests(), limit=limit, after=after, before=before
+        )
+        return Page(chosen, has_more)
 
     async def _cursor(self, ident: str | None, param: str) -> str | None:
         if ident is None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from ulid import ULID
@@ -25,7 +25,15 @@ from ulid import ULID
 from sidecar.registry.definitions import StoredTool, definition_adapter
 from sidecar.sqlite_file import SqliteFile, connect
 
-__all__ = ["KeyTaken", "ToolStore", "ToolVersion", "VersionConflict"]
+__all__ = [
+    "KeyTaken",
+    "ToolStore",
+    "ToolVersion",
+    "VersionConflict",
+    "page_rows",
+    "timestamp",
+    "transaction",
+]
 
 T = TypeVar("T")
 
@@ -56,6 +64,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             UNIQUE (tool_id, version)
         )""",
     ),
+    (
+        # Agents registered through the API (sidecar.registry.agent_store).
+        """CREATE TABLE agents (
+            id TEXT PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            body TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        )""",
+    ),
 )
 COLUMNS = "id, key, type, body, version, created, updated"
 Row = tuple[str, str, str, str, int, str, str]
@@ -63,18 +82,18 @@ PARSED_ROWS_KEPT = 256
 
 
 class KeyTaken(Exception):
-    """Another tool already has this key."""
+    """Another tool (or agent) already has this key."""
 
-    def __init__(self, key: str) -> None:
-        super().__init__(f"a tool with key {key!r} already exists")
+    def __init__(self, key: str, what: str = "tool") -> None:
+        super().__init__(f"a {what} with key {key!r} already exists")
         self.key = key
 
 
 class VersionConflict(Exception):
-    """The tool is gone or changed since the expected version was read."""
+    """The tool (or agent) is gone or changed since the expected version was read."""
 
     def __init__(self, tool_id: str, expected_version: int) -> None:
-        super().__init__(f"tool {tool_id} is no longer at version {expected_version}")
+        super().__init__(f"{tool_id} is no longer at version {expected_version}")
         self.tool_id = tool_id
         self.expected_version = expected_version
 
@@ -107,6 +126,11 @@ class ToolStore:
         await self._file.open()
         if self._watch is None:
             self._watch = await anyio.to_thread.run_sync(connect, self._file.path)
+
+    @property
+    def file(self) -> SqliteFile:
+        """The registry's SQLite file, which the agent store shares."""
+        return self._file
 
     async def close(self) -> None:
         """Close the connections; closing twice is harmless."""
@@ -146,7 +170,7 @@ class ToolStore:
         """Remove a tool and its versions; whether there was one."""
 
         def remove(conn: sqlite3.Connection) -> int:
-            with _transaction(conn):
+            with transaction(conn):
                 conn.execute("DELETE FROM tool_versions WHERE tool_id = ?", (tool_id,))
                 return int(conn.execute("DELETE FROM tools WHERE id = ?", (tool_id,)).rowcount)
 
@@ -165,25 +189,10 @@ class ToolStore:
         self, *, limit: int, starting_after: str | None = None, ending_before: str | None = None
     ) -> tuple[list[StoredTool], bool]:
         """Up to `limit` tools newest first, after or before a cursor id, and whether more exist."""
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        if starting_after is not None and ending_before is not None:
-            raise ValueError("starting_after and ending_before cannot be combined")
         select = f"SELECT {COLUMNS} FROM tools"  # noqa: S608
-        params: tuple[str, ...]
-        if ending_before is not None:
-            sql, params = f"{select} WHERE id > ? ORDER BY id ASC LIMIT ?", (ending_before,)
-        elif starting_after is not None:
-            sql, params = f"{select} WHERE id < ? ORDER BY id DESC LIMIT ?", (starting_after,)
-        else:
-            sql, params = f"{select} ORDER BY id DESC LIMIT ?", ()
-        rows: list[Row] = await self._run(
-            lambda conn: conn.execute(sql, (*params, limit + 1)).fetchall()
+        rows, has_more = await self._file.run(
+            lambda conn: page_rows(conn, select, limit, starting_after, ending_before)
         )
-        has_more = len(rows) > limit
-        rows = rows[:limit]
-        if ending_before is not None:
-            rows.reverse()
         return [_from_row(row) for row in rows], has_more
 
     async def all(self) -> list[StoredTool]:
@@ -243,6 +252,34 @@ class ToolStore:
         return await self._file.run(work)
 
 
+def page_rows(
+    conn: sqlite3.Connection,
+    select: str,
+    limit: int,
+    starting_after: str | None,
+    ending_before: str | None,
+) -> tuple[list[Any], bool]:
+    """Up to `limit` rows of `select` newest first (by ULID id), after or before a cursor id,
+    and whether more exist."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    if starting_after is not None and ending_before is not None:
+        raise ValueError("starting_after and ending_before cannot be combined")
+    params: tuple[str, ...]
+    if ending_before is not None:
+        sql, params = f"{select} WHERE id > ? ORDER BY id ASC LIMIT ?", (ending_before,)
+    elif starting_after is not None:
+        sql, params = f"{select} WHERE id < ? ORDER BY id DESC LIMIT ?", (starting_after,)
+    else:
+        sql, params = f"{select} ORDER BY id DESC LIMIT ?", ()
+    rows = conn.execute(sql, (*params, limit + 1)).fetchall()
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    if ending_before is not None:
+        rows.reverse()
+    return rows, has_more
+
+
 @dataclass(frozen=True)
 class ToolVersion:
     """A tool as it was at one of its versions, under the version's own id."""
@@ -252,7 +289,7 @@ class ToolVersion:
 
 
 @contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -264,7 +301,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _versioned(conn: sqlite3.Connection, sql: str, params: tuple[object, ...], row: Row) -> int:
     """Write a tool's row and, when it changed, a version record of it, together."""
-    with _transaction(conn):
+    with transaction(conn):
         changed = _write(conn, sql, params, row[1])
         if changed:
             conn.execute(
@@ -284,7 +321,7 @@ def _write(conn: sqlite3.Connection, sql: str, params: tuple[object, ...], key: 
         raise
 
 
-def _timestamp(moment: datetime) -> str:
+def timestamp(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise ValueError("stored timestamps must be timezone-aware")
     return moment.astimezone(UTC).isoformat()
@@ -298,8 +335,8 @@ def _to_row(tool: StoredTool) -> Row:
         tool.definition.type,
         body,
         tool.version,
-        _timestamp(tool.created),
-        _timestamp(tool.updated),
+        timestamp(tool.created),
+        timestamp(tool.updated),
     )
 
 

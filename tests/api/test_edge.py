@@ -113,6 +113,8 @@ async def test_the_openapi_document_lists_paths_and_components(
         "/v2/tools/{tool_id}",
         "/v2/tools/{tool_id}/versions",
         "/v2/tools/{tool_id}/versions/{version_id}",
+        "/v2/agents",
+        "/v2/agents/{agent_key}",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -126,8 +128,11 @@ async def test_the_openapi_document_lists_paths_and_components(
     assert document["paths"]["/readyz"]["get"]["security"] == []
     assert document["security"] == [{"bearer": []}]
     assert set(document["paths"]["/v2/tools/{tool_id}"]) >= {"get", "patch", "delete"}
+    assert set(document["paths"]["/v2/agents/{agent_key}"]) >= {"get", "patch", "delete"}
+    assert "201" in document["paths"]["/v2/agents"]["post"]["responses"]
     schemas = document["components"]["schemas"]
     assert {"ExecuteRequest", "ExecuteResponse", "BatchRequest", "ErrorResponse"} <= set(schemas)
+    assert "AgentDefinition" in schemas
     for ref in refs(document):
         assert ref.removeprefix("#/components/schemas/") in schemas, ref
 

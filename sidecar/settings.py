@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     # The model core's providers: the conventional keys their own SDKs read (no
     # prefix), and a file for more (RESPONSES.md §5).
     providers_file: Path | None = None
+    # The MCP tool `respond`: the model (`provider/model`) or the agent key it runs when
+    # the client names neither.
+    respond_model: str | None = None
+    respond_agent: str | None = None
     openai_api_key: SecretStr | None = _conventional("OPENAI_API_KEY")
     openai_base_url: str | None = _conventional("OPENAI_BASE_URL")
     anthropic_api_key: SecretStr | None = _conventional("ANTHROPIC_API_KEY")

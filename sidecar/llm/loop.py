@@ -105,6 +105,7 @@ class AgentLoop:
         result = RunResult("completed", str(first.target))
         request, opened, tool_calls = run.request, first, 0
         for iteration in range(run.max_iterations):
+            await outputs.notify(f"model turn {iteration + 1} ({opened.target})")
             try:
                 calls = await self._turn(run, opened, outputs, result)
             except ProviderError as exc:
@@ -196,6 +197,7 @@ class AgentLoop:
             if slot.options.requires_approval:
                 decision = await run.approver(call, slot.kind) if run.approver else None
                 if decision is None:
+                    await outputs.notify(f"tool {call.name} waits for approval")
                     approval_id = new_item_id("mcpr")
                     await outputs.add(approval_request_item(approval_id, call, slot.server_label))
                     result.approvals[approval_id] = call.call_id
@@ -217,6 +219,7 @@ class AgentLoop:
                 slot.kind, call, item_id, status="in_progress", server_label=slot.server_label
             )
             shells.append((await outputs.add(shell), item_id))
+            await outputs.notify(f"tool {call.name} running")
         executions = await self._execute(run, server)
         for (call, slot), (index, item_id), execution in zip(
             server, shells, executions, strict=True
@@ -224,6 +227,7 @@ class AgentLoop:
             output, wire = _tool_result(slot, call, item_id, execution)
             result.added.append(output)
             await outputs.done(index, wire)
+            await outputs.notify(f"tool {call.name} {wire['status']}")
 
     async def resume(
         self, run: Run, decided: Sequence[tuple[FunctionCallItem, Decision]]

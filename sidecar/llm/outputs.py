@@ -17,9 +17,10 @@ from sidecar.llm.items import FunctionCallItem, MessageItem, ReasoningItem, Text
 from sidecar.llm.wire_items import function_call_item, message_item, reasoning_item
 from sidecar.redaction import Redactor, StreamRedactor
 
-__all__ = ["Emit", "Outputs", "new_item_id"]
+__all__ = ["Emit", "Outputs", "Progress", "new_item_id"]
 
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+Progress = Callable[[str], Awaitable[None]]
 
 
 def new_item_id(prefix: str) -> str:
@@ -30,12 +31,18 @@ def new_item_id(prefix: str) -> str:
 class Outputs:
     """The output list of one run, streamed as it grows."""
 
-    def __init__(self, emit: Emit, redactor: Redactor) -> None:
+    def __init__(self, emit: Emit, redactor: Redactor, progress: Progress | None = None) -> None:
         self._emit = emit
         self._redactor = redactor
+        self._progress = progress
         self.items: list[dict[str, Any]] = []
         self._text: _OpenText | None = None
         self._reasoning: _OpenReasoning | None = None
+
+    async def notify(self, message: str) -> None:
+        """Tell a caller that follows the run's progress (an MCP client) what it does now."""
+        if self._progress is not None:
+            await self._progress(message)
 
     async def add(self, item: dict[str, Any]) -> int:
         """Append an item (as it is now) and announce it; its output index."""

@@ -28,7 +28,7 @@ from sidecar.llm.approvals import Approver, Decision, parse_decisions
 from sidecar.llm.events import EventWriter
 from sidecar.llm.items import FunctionCallItem, FunctionOutputItem, Item
 from sidecar.llm.loop import AgentLoop, Run, RunResult, ToolSlot
-from sidecar.llm.outputs import Emit, Outputs
+from sidecar.llm.outputs import Emit, Outputs, Progress
 from sidecar.llm.providers.base import ModelRequest, NamedTool, ProviderError, ToolChoice
 from sidecar.llm.providers.catalog import ProviderSpec
 from sidecar.llm.response_object import Prepared, response_object
@@ -116,21 +116,27 @@ class Responder:
     # Creating.
 
     async def respond(
-        self, request: ResponseRequest, *, approver: Approver | None = None
+        self,
+        request: ResponseRequest,
+        *,
+        approver: Approver | None = None,
+        progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Run a response to its end; the response object.
 
         `approver`, when given, decides each call that needs approval during the run
-        (a door that can ask its user); without it such calls pause the run.
+        (a door that can ask its user; it sees the call redacted); without it such
+        calls pause the run. `progress` hears what the run does (model turns, tools).
         """
         prepared = await self.prepare(request)
         if approver is not None:
-            prepared.run = replace(prepared.run, approver=approver)
+            asked = _redacted(approver, prepared.redactor)
+            prepared.run = replace(prepared.run, approver=asked)
         with redacting(prepared.redactor):
             await self._resume(prepared)
             first = await self._open(prepared)
-            outputs = await self._outputs(prepared, _nowhere)
-            result = await self._loop.run(prepared.run, outputs, first)
+            outputs = await self._outputs(prepared, _nowhere, progress)
+            result = await self._run_kept(prepared, outputs, first)
             return await self._finish(prepared, outputs, result)
 
     async def open_stream(self, request: ResponseRequest) -> ResponseStream:
@@ -151,20 +157,7 @@ class Responder:
             await emit("response.created", {"response": shell})
             await emit("response.in_progress", {"response": shell})
             outputs = await self._outputs(prepared, emit)
-            try:
-                result = await self._loop.run(prepared.run, outputs, first)
-            except BaseException:
-                # The client went away (or the service stops): the stored response says so.
-                with anyio.CancelScope(shield=True):
-                    await first.aclose()
-                    if prepared.request.store:
-                        ended = response_object(prepared, outputs.items, "failed", None)
-                        ended["error"] = {
-                            "code": "cancelled",
-                            "message": "the response was cancelled before it finished",
-                        }
-                        await self._keep(prepared, ended, prepared.history, ())
-                raise
+            result = await self._run_kept(prepared, outputs, first)
             final = await self._finish(prepared, outputs, result)
             terminal = {
                 "completed": "response.completed",
@@ -347,9 +340,28 @@ class Responder:
         prepared.run = replace(run, request=replace(run.request, items=prepared.history))
         prepared.resumed = [wire for _, wire in answers]
 
-    async def _outputs(self, prepared: Prepared, emit: Emit) -> Outputs:
+    async def _run_kept(self, prepared: Prepared, outputs: Outputs, first: OpenedTurn) -> RunResult:
+        """The loop's run; a cancelled one (the client went away, the service stops) is
+        stored as failed with `cancelled`, its output so far kept."""
+        try:
+            return await self._loop.run(prepared.run, outputs, first)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await first.aclose()
+                if prepared.request.store:
+                    ended = response_object(prepared, outputs.items, "failed", None)
+                    ended["error"] = {
+                        "code": "cancelled",
+                        "message": "the response was cancelled before it finished",
+                    }
+                    await self._keep(prepared, ended, prepared.history, ())
+            raise
+
+    async def _outputs(
+        self, prepared: Prepared, emit: Emit, progress: Progress | None = None
+    ) -> Outputs:
         """The run's outputs, beginning with the items of the calls resumed before it."""
-        outputs = Outputs(emit, prepared.redactor)
+        outputs = Outputs(emit, prepared.redactor, progress)
         for item in prepared.resumed:
             await outputs.done(await outputs.add(item), item)
         return outputs
@@ -411,6 +423,15 @@ class Responder:
 
 async def _nowhere(event_type: str, payload: dict[str, Any]) -> None:
     """The events of a run nobody streams."""
+
+
+def _redacted(approver: Approver, redactor: Redactor) -> Approver:
+    """The approver, shown each call with its arguments redacted."""
+
+    async def ask(call: FunctionCallItem, kind: str) -> Decision | None:
+        return await approver(replace(call, arguments=redactor.redact(call.arguments)), kind)
+
+    return ask
 
 
 def _status_of(error: ProviderError) -> int:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import anyio
+from mcp.server.context import ServerRequestContext
+from mcp_types import CallToolRequestParams, CallToolResult, InputRequiredResult
 
 from sidecar.errors import SidecarError, ToolNotFound
 from sidecar.execution import Completed, Failed
@@ -29,6 +31,7 @@ from sidecar.registry.registry import Registry
 from tools.base import JsonObject, Tool, VariableValue
 
 __all__ = [
+    "AnswersItself",
     "Catalog",
     "CatalogSource",
     "EntryHandler",
@@ -51,6 +54,19 @@ EntryHandler: TypeAlias = Callable[
 """Answers a call itself, given the arguments and the face's variables."""
 
 
+@runtime_checkable
+class AnswersItself(Protocol):
+    """An entry that answers its calls with a protocol result of its own, using the
+    request's context (progress notifications, elicitation): the tool `respond`."""
+
+    async def answer(
+        self,
+        params: CallToolRequestParams,
+        variables: Mapping[str, VariableValue],
+        ctx: ServerRequestContext[Any],
+    ) -> CallToolResult | InputRequiredResult: ...
+
+
 @dataclass(frozen=True)
 class FaceEntry:
     """One tool of the MCP face: how clients see it, and how a call to it runs."""
@@ -58,7 +74,7 @@ class FaceEntry:
     name: str
     description: str
     input_schema: JsonObject
-    target: ToolReference | EntryHandler
+    target: ToolReference | EntryHandler | AnswersItself
     """A reference the executor runs, or a handler for what is not a registered tool."""
     title: str | None = None
     relays_mcp: bool = False
@@ -252,6 +268,11 @@ class Catalog:
     def __init__(self, sources: Sequence[CatalogSource]) -> None:
         self._sources = list(sources)
         self._schemas: dict[str, JsonObject] = {}
+
+    @property
+    def sources(self) -> list[CatalogSource]:
+        """The sources, in the order their names win."""
+        return list(self._sources)
 
     @classmethod
     def of_registry(

@@ -33,6 +33,7 @@ from mcp_types import (
     INVALID_PARAMS,
     CallToolRequestParams,
     CallToolResult,
+    InputRequiredResult,
     ListToolsResult,
     PaginatedRequestParams,
     TextContent,
@@ -44,7 +45,9 @@ from starlette.types import Receive, Scope, Send
 from sidecar.errors import SidecarError
 from sidecar.execution import Completed, Failed, Outcome, RequiresAction, ToolCall
 from sidecar.logs import get_logger, redacting
-from sidecar.mcp.catalog import Catalog, FaceEntry
+from sidecar.mcp.catalog import AnswersItself, Catalog, FaceEntry
+from sidecar.mcp.prompts import AgentPrompts
+from sidecar.mcp.respond import RespondTool
 from sidecar.redaction import Redactor
 from sidecar.registry.references import ToolExecutor
 from sidecar.services import Services
@@ -64,9 +67,10 @@ __all__ = [
 log = get_logger("sidecar.mcp.server")
 SERVER_NAME = "orq-sidecar"
 INSTRUCTIONS = (
-    "Tools of the orq tool sidecar: platform tools and the tools registered with it. "
-    "Each call runs server-side; a failed call answers a result with isError and a "
-    "'code: message' text."
+    "Tools of the orq tool sidecar: platform tools and the tools registered with it, "
+    "and `respond`, which answers a message with a model or an agent of the service "
+    "(running the tools it needs). Each call runs server-side; a failed call answers a "
+    "result with isError and a 'code: message' text."
 )
 McpServer: TypeAlias = Server[Any]
 
@@ -76,17 +80,33 @@ def mcp_face(services: Services, variables: Mapping[str, VariableValue]) -> McpS
 
     The one assembly of the face, for `/mcp` (`serve`) and stdio (`mcp`).
     """
+    catalog = Catalog.of_registry(services.registry, variables)
+    if services.responder is not None:
+        settings = services.settings
+        respond = RespondTool(
+            services.responder,
+            services.agents,
+            default_model=settings.respond_model,
+            default_agent=settings.respond_agent,
+        )
+        catalog = Catalog([respond, *catalog.sources])
     return build_mcp_server(
         executor=services.executor,
-        catalog=Catalog.of_registry(services.registry, variables),
+        catalog=catalog,
         variables=variables,
+        prompts=AgentPrompts(services.agents) if services.agents is not None else None,
     )
 
 
 def build_mcp_server(
-    *, executor: ToolExecutor, catalog: Catalog, variables: Mapping[str, VariableValue]
+    *,
+    executor: ToolExecutor,
+    catalog: Catalog,
+    variables: Mapping[str, VariableValue],
+    prompts: AgentPrompts | None = None,
 ) -> McpServer:
-    """A fresh MCP server answering `tools/list` from `catalog`, calls through `executor`."""
+    """A fresh MCP server answering `tools/list` from `catalog`, calls through `executor`,
+    and, given `prompts`, the agents as prompts."""
     face = _Face(executor, catalog, variables)
     return Server(
         SERVER_NAME,
@@ -95,6 +115,8 @@ def build_mcp_server(
         on_list_tools=face.list_tools,
         on_call_tool=face.call_tool,
         get_tool_input_schema=catalog.known_schema,
+        on_list_prompts=prompts.list_prompts if prompts is not None else None,
+        on_get_prompt=prompts.get_prompt if prompts is not None else None,
     )
 
 
@@ -125,21 +147,27 @@ class _Face:
 
     async def call_tool(
         self, ctx: ServerRequestContext[Any], params: CallToolRequestParams
-    ) -> CallToolResult:
+    ) -> CallToolResult | InputRequiredResult:
         with redacting(self._redactor):
             try:
-                return await self._call(params.name, params.arguments or {})
+                entry = await self._catalog.find(params.name)
+                if entry is not None and isinstance(entry.target, AnswersItself):
+                    return await entry.target.answer(params, self._variables, ctx)
+                return await self._call(params.name, params.arguments or {}, entry)
             except Exception:  # the MCP edge: no exception crosses the protocol
                 log.exception("mcp.call_crashed", tool=params.name)
                 return _error("internal_error", "the call failed unexpectedly; see the logs")
 
-    async def _call(self, name: str, arguments: JsonObject) -> CallToolResult:
-        entry = await self._catalog.find(name)
+    async def _call(
+        self, name: str, arguments: JsonObject, entry: FaceEntry | None
+    ) -> CallToolResult:
         if entry is None:
             shown = self._redactor.redact(name)
             return _error("tool_not_found", f"no tool named {shown!r}; tools/list names them")
         if callable(entry.target):
             return to_result(await entry.target(arguments, self._variables))
+        if isinstance(entry.target, AnswersItself):  # answered by `call_tool` already
+            return _error("internal_error", f"{name} answers through its own handler")
         call = ToolCall(reference=entry.target, arguments=arguments, variables=self._variables)
         try:
             execution = await self._executor.execute(call)

@@ -81,13 +81,16 @@ def prepare_workdir(root: Path, upstream_url: str) -> Path:
 
 
 @asynccontextmanager
-async def http_client(url: str, *, key: str | None, mode: str) -> AsyncIterator[Client]:
-    """An MCP client of `url` over Streamable HTTP, sending `key` as a bearer token."""
+async def http_client(
+    url: str, *, key: str | None, mode: str, **options: Any
+) -> AsyncIterator[Client]:
+    """An MCP client of `url` over Streamable HTTP, sending `key` as a bearer token;
+    `options` go to the `Client` (callbacks)."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     timeout = httpx2.Timeout(30, read=60)
     async with (
         httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
+        Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
     ):
         yield client
 

@@ -1,7 +1,8 @@
 """A real HTTP upstream on loopback for tests and benchmarks: it records and echoes requests.
 
 `RecordingUpstream` keeps each request as sent on the wire (raw path, body bytes) and
-offers slow answers (`/slow`) and redirects (`/redirect`). The API tests' reflecting
+offers slow answers (`/slow`, which notes when its client leaves) and redirects
+(`/redirect`). The API tests' reflecting
 upstream (`tests.api.reflecting_upstream.ReflectingUpstream`), by contrast, keeps a
 journal of parsed requests and reflects credentials back in many encodings.
 """
@@ -57,6 +58,9 @@ class RecordingUpstream:
 
     base_url: str
     requests: list[Recorded] = field(default_factory=list)
+    # What `/slow` saw: "started" when a request began waiting, "left" when its client
+    # went away before the answer.
+    slow_events: list[str] = field(default_factory=list)
 
 
 def _app(upstream: RecordingUpstream) -> Starlette:
@@ -82,7 +86,11 @@ def _app(upstream: RecordingUpstream) -> Starlette:
         )
 
     async def slow(request: Request) -> Response:
-        await anyio.sleep(float(request.query_params.get("seconds", "30")))
+        upstream.slow_events.append("started")
+        with anyio.move_on_after(float(request.query_params.get("seconds", "30"))):
+            while not await request.is_disconnected():
+                await anyio.sleep(0.02)
+            upstream.slow_events.append("left")
         return JSONResponse({"slow": True})
 
     async def redirect(request: Request) -> Response:

@@ -18,13 +18,17 @@ from typing import Any
 
 import anyio
 import pytest
-import yaml
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp_types import CallToolResult, ElicitRequestParams, ElicitResult, TextContent
 
 from tests.support.fake_providers import Call, FakeProvider, Slow, Text, ToolCalls
-from tests.support.mcp_face import UPSTREAM_TOKEN, http_client, prepare_workdir, result_text
+from tests.support.mcp_face import (
+    UPSTREAM_TOKEN,
+    http_client,
+    prepare_respond_workdir,
+    result_text,
+)
 from tests.support.secrets import assert_no_secret
 from tests.support.sidecar_process import RunningSidecar, run_sidecar
 from tests.support.upstream import RecordingUpstream
@@ -32,46 +36,6 @@ from tests.support.upstream import RecordingUpstream
 pytestmark = pytest.mark.anyio
 
 API_KEY = "respond-api-key-6c1d"
-CLERK = {
-    "key": "clerk",
-    "description": "Looks things up for you",
-    "instructions": "You are a clerk.",
-    "model": "chat/m",
-    "settings": {
-        "tools": [
-            {"type": "http", "key": "echo_secret", "requires_approval": True},
-            {"type": "http", "key": "slow_lookup"},
-            {"type": "current_date"},
-        ]
-    },
-}
-
-
-def respond_workdir(root: Path, upstream: RecordingUpstream, fake: FakeProvider) -> dict[str, str]:
-    """Manifests (tools, the clerk agent), the variables file and the providers file: the
-    environment of a sidecar that runs them, with `chat/m` as `respond`'s default model."""
-    variables = prepare_workdir(root, upstream.base_url)
-    slow = {
-        "type": "http",
-        "key": "slow_lookup",
-        "description": "A lookup that takes its time",
-        "http": {"blueprint": {"url": upstream.base_url + "/slow?seconds=30", "method": "GET"}},
-    }
-    (root / "manifests" / "tools" / "slow.yaml").write_text(yaml.safe_dump(slow), "utf-8")
-    (root / "manifests" / "agents").mkdir()
-    (root / "manifests" / "agents" / "clerk.yaml").write_text(yaml.safe_dump(CLERK), "utf-8")
-    providers = root / "providers.yaml"
-    entry = {"name": "chat", "wire": "openai-chat", "base_url": fake.base_url}
-    providers.write_text(json.dumps({"providers": [entry]}), "utf-8")
-    return {
-        "SIDECAR_STATE_DIR": str(root / "state"),
-        "SIDECAR_MANIFESTS_DIR": str(root / "manifests"),
-        "SIDECAR_MCP_VARIABLES_FILE": str(variables),
-        "SIDECAR_PROVIDERS_FILE": str(providers),
-        "SIDECAR_RESPOND_MODEL": "chat/m",
-        "SIDECAR_OUTBOUND_ALLOW": "127.0.0.1",
-        "SIDECAR_LOG_FORMAT": "json",
-    }
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +43,14 @@ def served(
     tmp_path_factory: pytest.TempPathFactory, upstream: RecordingUpstream, fake: FakeProvider
 ) -> Iterator[RunningSidecar]:
     root = tmp_path_factory.mktemp("respond-http")
-    env = {**respond_workdir(root, upstream, fake), "SIDECAR_API_KEYS": API_KEY}
+    env = {**prepare_respond_workdir(root, upstream, fake), "SIDECAR_API_KEYS": API_KEY}
     with run_sidecar(root, env) as running:
         yield running
 
 
 @pytest.fixture
 def stdio_env(tmp_path: Path, upstream: RecordingUpstream, fake: FakeProvider) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", ""), **respond_workdir(tmp_path, upstream, fake)}
+    return {"PATH": os.environ.get("PATH", ""), **prepare_respond_workdir(tmp_path, upstream, fake)}
 
 
 @pytest.fixture(autouse=True)

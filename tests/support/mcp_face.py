@@ -14,10 +14,14 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, TextContent
 
+from tests.support.fake_providers import FakeProvider
+from tests.support.upstream import RecordingUpstream
+
 __all__ = [
     "UPSTREAM_TOKEN",
     "http_client",
     "initialize_request",
+    "prepare_respond_workdir",
     "prepare_workdir",
     "result_json",
     "result_text",
@@ -78,6 +82,50 @@ def prepare_workdir(root: Path, upstream_url: str) -> Path:
     )
     variables.chmod(0o600)
     return variables
+
+
+CLERK = {
+    "key": "clerk",
+    "description": "Looks things up for you",
+    "instructions": "You are a clerk.",
+    "model": "chat/m",
+    "settings": {
+        "tools": [
+            {"type": "http", "key": "echo_secret", "requires_approval": True},
+            {"type": "http", "key": "slow_lookup"},
+            {"type": "current_date"},
+        ]
+    },
+}
+
+
+def prepare_respond_workdir(
+    root: Path, upstream: RecordingUpstream, fake: FakeProvider
+) -> dict[str, str]:
+    """Manifests (tools, the clerk agent), the variables file and the providers file: the
+    environment of a sidecar that runs them, with `chat/m` as `respond`'s default model."""
+    variables = prepare_workdir(root, upstream.base_url)
+    slow = {
+        "type": "http",
+        "key": "slow_lookup",
+        "description": "A lookup that takes its time",
+        "http": {"blueprint": {"url": upstream.base_url + "/slow?seconds=30", "method": "GET"}},
+    }
+    (root / "manifests" / "tools" / "slow.yaml").write_text(yaml.safe_dump(slow), "utf-8")
+    (root / "manifests" / "agents").mkdir()
+    (root / "manifests" / "agents" / "clerk.yaml").write_text(yaml.safe_dump(CLERK), "utf-8")
+    providers = root / "providers.yaml"
+    entry = {"name": "chat", "wire": "openai-chat", "base_url": fake.base_url}
+    providers.write_text(json.dumps({"providers": [entry]}), "utf-8")
+    return {
+        "SIDECAR_STATE_DIR": str(root / "state"),
+        "SIDECAR_MANIFESTS_DIR": str(root / "manifests"),
+        "SIDECAR_MCP_VARIABLES_FILE": str(variables),
+        "SIDECAR_PROVIDERS_FILE": str(providers),
+        "SIDECAR_RESPOND_MODEL": "chat/m",
+        "SIDECAR_OUTBOUND_ALLOW": "127.0.0.1",
+        "SIDECAR_LOG_FORMAT": "json",
+    }
 
 
 @asynccontextmanager

@@ -109,12 +109,24 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (listing, call, check, serve, mcp):
         sub.add_argument("--manifests-dir", help="SIDECAR_MANIFESTS_DIR")
         sub.add_argument("--state-dir", help="SIDECAR_STATE_DIR")
+    for sub in (serve, mcp):
+        sub.add_argument("--variables-file", help="SIDECAR_MCP_VARIABLES_FILE")
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("host", "port", "manifests_dir", "state_dir")
-    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    names = {
+        "host": "host",
+        "port": "port",
+        "manifests_dir": "manifests_dir",
+        "state_dir": "state_dir",
+        "variables_file": "mcp_variables_file",
+    }
+    return {
+        setting: getattr(args, name)
+        for name, setting in names.items()
+        if getattr(args, name, None) is not None
+    }
 
 
 class _Server(uvicorn.Server):

@@ -38,7 +38,7 @@ from sidecar.llm.store import ResponseStore, StoredResponse
 from sidecar.llm.templates import render_instructions
 from sidecar.llm.tool_options import tool_options
 from sidecar.llm.wire_items import parse_input
-from sidecar.logs import redacting
+from sidecar.logs import get_logger, redacting
 from sidecar.redaction import Redactor
 from sidecar.registry.agent_definitions import StoredAgent
 from sidecar.registry.agents import Agents
@@ -50,6 +50,7 @@ from tools.base import Deadline, VariableValue
 __all__ = ["ModelCallFailed", "Responder", "ResponseStream"]
 
 Write = Callable[[bytes], Awaitable[None]]
+log = get_logger("sidecar.llm.responder")
 
 
 class ModelCallFailed(SidecarError):
@@ -255,7 +256,12 @@ class Responder:
         targets = [self._target(completed.request.model, "model", where)]
         if completed.fallbacks:
             for model, overrides, retry in completed.fallbacks:
-                target = self._target(model, "model", f"a fallback model of agent {key!r}")
+                target = parse_model(model)
+                if target.provider not in self._specs or not self._usable(target.provider):
+                    # An agent is written once for many deployments: a fallback on a
+                    # provider this one lacks is left out, not an error.
+                    log.info("agents.fallback_skipped", agent=key, model=model)
+                    continue
                 targets.append(replace(target, overrides=overrides, retry=retry))
         else:
             targets.extend(
@@ -269,6 +275,10 @@ class Responder:
         if found is None:
             raise BadRequest(f"no agent with key {key!r}", param="model", code="agent_not_found")
         return found
+
+    def _usable(self, provider: str) -> bool:
+        spec = self._specs[provider]
+        return not (spec.needs_key and spec.key is None)
 
     def _target(self, text: str, param: str, where: str | None = None) -> Target:
         target = parse_model(text, param=param)

@@ -350,3 +350,15 @@ async def test_a_registered_tool_deleted_after_the_agent_is_a_clear_error(
     answer = await client.post("/v1/responses", json={"model": "agent/writer", "input": "hi"})
     error = assert_error(answer, 404, code="tool_not_found")
     assert "lookup" in error["message"]
+
+
+async def test_a_fallback_on_a_provider_this_service_lacks_is_left_out(
+    client: httpx.AsyncClient, fake: FakeProvider
+) -> None:
+    body = agent(fallback_models=["elsewhere/model", "alt/backup"])
+    assert (await client.post("/v2/agents", json=body)).status_code == 201
+    fake.reply(Status(500), Text("from alt"))
+    answer = await client.post("/v1/responses", json={"model": "agent/writer", "input": "hi"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model"] == "alt/backup"
+    assert [request.json["model"] for request in fake.requests] == ["primary", "backup"]

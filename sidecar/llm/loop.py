@@ -3,8 +3,10 @@
 Each turn asks the model (through routing); text ends the run. Tool calls of
 server-side tools run through the one `Executor`, in parallel when allowed (bounded),
 with the request's variables and a deadline of min(`tool_timeout`, the run's time
-left); their results go back to the model. Function tools end the run with
-`requires_action` once the turn's server-side calls have run. Limits end the run with
+left, or the tool's own `timeout`); their results go back to the model. Function
+tools end the run with `requires_action` once the turn's server-side calls have run,
+and so do calls that need approval (unless an approver decides them at once); a
+continuation's decided calls run first (`resume`). Limits end the run with
 `incomplete`, keeping all output so far.
 """
 

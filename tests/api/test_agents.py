@@ -362,3 +362,33 @@ async def test_a_fallback_on_a_provider_this_service_lacks_is_left_out(
     assert answer.status_code == 200, answer.text
     assert answer.json()["model"] == "alt/backup"
     assert [request.json["model"] for request in fake.requests] == ["primary", "backup"]
+
+
+async def test_the_agent_engine_renders_its_instructions(
+    client: httpx.AsyncClient, fake: FakeProvider
+) -> None:
+    body = agent(
+        engine="jinja",
+        instructions="{% if vip %}Treat {{ name }} as a VIP.{% else %}Hello {{ name }}.{% endif %}",
+        variables={"vip": False},
+    )
+    assert (await client.post("/v2/agents", json=body)).status_code == 201
+    fake.reply(Text("ok"))
+    answer = await client.post(
+        "/v1/responses",
+        json={"model": "agent/writer", "input": "hi", "variables": {"name": "Ada", "vip": True}},
+    )
+    assert answer.status_code == 200, answer.text
+    assert sent_messages(fake)[0]["content"] == "Treat Ada as a VIP."
+
+
+async def test_the_agent_model_retry_applies_to_its_calls(
+    client: httpx.AsyncClient, fake: FakeProvider
+) -> None:
+    body = agent(model={"id": "chat/primary", "retry": {"count": 2, "on_codes": [503]}})
+    assert (await client.post("/v2/agents", json=body)).status_code == 201
+    fake.reply(Status(503), Status(503), Text("third time"))
+    answer = await client.post("/v1/responses", json={"model": "agent/writer", "input": "hi"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["output_text"] == "third time"
+    assert [request.json["model"] for request in fake.requests] == ["primary"] * 3

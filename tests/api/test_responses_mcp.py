@@ -75,3 +75,59 @@ async def test_an_mcp_tool_runs_server_side_as_an_mcp_call_item(
     offered = fake.requests[0].json["tools"]
     assert "add" in [tool["function"]["name"] for tool in offered]
     assert_no_piece(answer.text, TOKEN)
+
+
+async def test_an_agent_offers_one_tool_of_an_mcp_server_by_tool_id(
+    tmp_path: Path, fake: FakeProvider, upstream: RunningUpstream
+) -> None:
+    providers = tmp_path / "providers.yaml"
+    entry = {"name": "chat", "wire": "openai-chat", "base_url": fake.base_url}
+    providers.write_text(json.dumps({"providers": [entry]}))
+    settings = make_settings(tmp_path, providers_file=providers)
+    server = {
+        "type": "mcp",
+        "key": "calc",
+        "description": "The test upstream",
+        "mcp": {
+            "server_url": upstream.url,
+            "connection_type": "http",
+            "headers": {"Authorization": "Bearer {{TOKEN}}"},
+        },
+    }
+    variables = {"TOKEN": {"secret": True, "value": TOKEN}}
+    agent = {
+        "key": "adder",
+        "role": "Adder",
+        "description": "Adds",
+        "instructions": "Add.",
+        "path": "Default",
+        "model": "chat/m",
+        "settings": {"tools": [{"type": "mcp", "key": "calc", "tool_id": "add"}]},
+    }
+    fake.reply(ToolCalls([Call("add", '{"a": 4, "b": 5}')]), Text("9"))
+    async with open_client(settings) as client:
+        created = await client.post("/v2/tools", json={**server, "variables": variables})
+        assert created.status_code == 200, created.text
+        missing = await client.post(
+            "/v2/agents",
+            json={
+                **agent,
+                "settings": {"tools": [{"type": "mcp", "key": "calc", "tool_id": "nope"}]},
+            },
+        )
+        assert missing.status_code == 422
+        assert missing.json()["error"]["param"] == "settings.tools.0.tool_id"
+        registered = await client.post("/v2/agents", json=agent)
+        assert registered.status_code == 201, registered.text
+        answer = await client.post(
+            "/v1/responses",
+            json={"model": "agent/adder", "input": "4 + 5?", "variables": variables},
+        )
+    assert answer.status_code == 200, answer.text
+    offered = [tool["function"]["name"] for tool in fake.requests[0].json["tools"]]
+    assert offered == ["add"]
+    call = answer.json()["output"][0]
+    assert (call["type"], call["server_label"], call["error"]) == ("mcp_call", "calc", None)
+    assert json.loads(call["output"])["structured_content"] == {"result": 9}
+    assert_no_piece(answer.text, TOKEN)
+    assert_no_piece(registered.text, TOKEN)

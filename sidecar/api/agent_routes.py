@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.models import ToolList
-from sidecar.api.wire import json_response, page_limit, read_json
+from sidecar.api.wire import json_response, page_query, read_json
 from sidecar.errors import BadRequest
 from sidecar.registry.agents import Agents
 from sidecar.services import services_from
@@ -43,15 +43,9 @@ def _agents(request: Request) -> Agents:
 
 async def list_agents(request: Request) -> Response:
     """A page of agents, newest first (`limit`, `starting_after`, `ending_before`)."""
-    query = request.query_params
-    starting_after = query.get("starting_after") or None
-    ending_before = query.get("ending_before") or None
-    if starting_after and ending_before:
-        raise BadRequest("use either starting_after or ending_before", param="ending_before")
+    query = page_query(request)
     agents, has_more = await _agents(request).page(
-        limit=page_limit(query.get("limit")),
-        starting_after=starting_after,
-        ending_before=ending_before,
+        limit=query.limit, starting_after=query.starting_after, ending_before=query.ending_before
     )
     return json_response(ToolList(data=[agent.to_wire() for agent in agents], has_more=has_more))
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.models import ToolList
-from sidecar.api.wire import json_response, page_limit, read_json
+from sidecar.api.wire import json_response, page_limit, page_query, read_json
 from sidecar.errors import BadRequest, ToolNotFound
 from sidecar.registry.definitions import parse_definition
 from sidecar.registry.registry import Registry
@@ -35,15 +35,9 @@ def _registry(request: Request) -> Registry:
 
 async def list_tools(request: Request) -> Response:
     """A page of tools, newest first (`limit`, `starting_after`, `ending_before`)."""
-    query = request.query_params
-    starting_after = query.get("starting_after") or None
-    ending_before = query.get("ending_before") or None
-    if starting_after and ending_before:
-        raise BadRequest("use either starting_after or ending_before", param="ending_before")
+    query = page_query(request)
     page = await _registry(request).page(
-        limit=page_limit(query.get("limit")),
-        starting_after=starting_after,
-        ending_before=ending_before,
+        limit=query.limit, starting_after=query.starting_after, ending_before=query.ending_before
     )
     return json_response(
         ToolList(data=[tool.to_wire() for tool in page.tools], has_more=page.has_more)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
@@ -14,7 +15,16 @@ from sidecar.api.models import ErrorBody, ErrorResponse
 from sidecar.errors import BadRequest, SidecarError
 from sidecar.execution import Completed, Execution, Failed, RequiresAction
 
-__all__ = ["error_response", "json_response", "page_limit", "read_json", "read_model", "to_wire"]
+__all__ = [
+    "PageQuery",
+    "error_response",
+    "json_response",
+    "page_limit",
+    "page_query",
+    "read_json",
+    "read_model",
+    "to_wire",
+]
 
 MAX_PAGE = 200
 
@@ -152,3 +162,22 @@ def page_limit(raw: str | None) -> int:
     ):
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}", param="limit")
     return int(whole)
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    """A list route's query: how many, and after or before which id or key."""
+
+    limit: int
+    starting_after: str | None
+    ending_before: str | None
+
+
+def page_query(request: Request) -> PageQuery:
+    """`limit`, `starting_after` and `ending_before` of a list route (one cursor at most)."""
+    query = request.query_params
+    starting_after = query.get("starting_after") or None
+    ending_before = query.get("ending_before") or None
+    if starting_after and ending_before:
+        raise BadRequest("use either starting_after or ending_before", param="ending_before")
+    return PageQuery(page_limit(query.get("limit")), starting_after, ending_before)

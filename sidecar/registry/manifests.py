@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from ulid import ULID
@@ -23,6 +24,7 @@ from sidecar.strict_yaml import load_yaml
 __all__ = ["load_agent_manifests", "load_tool_manifests", "manifest_files"]
 
 SUFFIXES = (".yaml", ".yml", ".json")
+T = TypeVar("T")
 
 
 def manifest_files(manifests_dir: Path, folder_name: str = "tools") -> list[Path]:
@@ -35,48 +37,50 @@ def manifest_files(manifests_dir: Path, folder_name: str = "tools") -> list[Path
 
 def load_tool_manifests(manifests_dir: Path) -> list[StoredTool]:
     """Every tool of every manifest file; `ManifestError` names the file and the field."""
-    tools: list[StoredTool] = []
-    seen: dict[str, Path] = {}
-    for path in manifest_files(manifests_dir):
-        for index, entry in enumerate(_entries(path, "tools")):
-            tool = _stored(path, index, entry)
-            key = tool.definition.key
-            if key in seen:
-                raise ManifestError(f"{path}: key {key!r} is already defined in {seen[key]}")
-            seen[key] = path
-            tools.append(tool)
-    return tools
+    return _load(manifests_dir, "tools", _stored, lambda tool: tool.definition.key)
 
 
 def load_agent_manifests(manifests_dir: Path) -> list[StoredAgent]:
     """Every agent of every file in `agents/`; `ManifestError` names the file and the field."""
-    agents: list[StoredAgent] = []
+    return _load(manifests_dir, "agents", _agent, lambda agent: agent.definition.key)
+
+
+def _load(
+    manifests_dir: Path,
+    folder: str,
+    make: Callable[[Path, int, Any], T],
+    key_of: Callable[[T], str],
+) -> list[T]:
+    """Every entry of every file in `folder`, made by `make`; a key is defined once."""
+    made: list[T] = []
     seen: dict[str, Path] = {}
-    for path in manifest_files(manifests_dir, "agents"):
-        modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-        for index, entry in enumerate(_entries(path, "agents")):
-            where = f"{path}" if index == 0 else f"{path}[{index}]"
-            body = dict(entry) if isinstance(entry, dict) else entry
-            explicit = None
-            if isinstance(body, dict):
-                explicit = body.pop("id", None)
-                explicit = body.pop("_id", None) or explicit
-            definition = parse_agent(body, where=where)
-            key = definition.key
+    for path in manifest_files(manifests_dir, folder):
+        for index, entry in enumerate(_entries(path, folder)):
+            one = make(path, index, entry)
+            key = key_of(one)
             if key in seen:
-                raise ManifestError(f"{path}: agent key {key!r} is already defined in {seen[key]}")
+                raise ManifestError(f"{path}: key {key!r} is already defined in {seen[key]}")
             seen[key] = path
-            agent_id = _agent_id(where, explicit, key)
-            agents.append(
-                StoredAgent(
-                    id=agent_id,
-                    definition=definition,
-                    created=modified,
-                    updated=modified,
-                    source="manifest",
-                )
-            )
-    return agents
+            made.append(one)
+    return made
+
+
+def _agent(path: Path, index: int, entry: Any) -> StoredAgent:
+    where = f"{path}" if index == 0 else f"{path}[{index}]"
+    body = dict(entry) if isinstance(entry, dict) else entry
+    explicit = None
+    if isinstance(body, dict):
+        explicit = body.pop("id", None)
+        explicit = body.pop("_id", None) or explicit
+    definition = parse_agent(body, where=where)
+    modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    return StoredAgent(
+        id=_agent_id(where, explicit, definition.key),
+        definition=definition,
+        created=modified,
+        updated=modified,
+        source="manifest",
+    )
 
 
 def _entries(path: Path, plural: str) -> list[Any]:

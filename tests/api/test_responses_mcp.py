@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sidecar.settings import Settings
 from tests.api.support import make_settings, open_client
 from tests.support.fake_providers import Call, FakeProvider, Text, ToolCalls, serve_fake_providers
 from tests.support.mcp_process import RunningUpstream, running_upstream
@@ -34,14 +36,20 @@ async def upstream() -> AsyncIterator[RunningUpstream]:
         yield running
 
 
-async def test_an_mcp_tool_runs_server_side_as_an_mcp_call_item(
-    tmp_path: Path, fake: FakeProvider, upstream: RunningUpstream
-) -> None:
+VARIABLES = {"TOKEN": {"secret": True, "value": TOKEN}}
+
+
+def chat_settings(tmp_path: Path, fake: FakeProvider) -> Settings:
+    """Settings with the fake's Chat Completions wire as provider `chat`."""
     providers = tmp_path / "providers.yaml"
     entry = {"name": "chat", "wire": "openai-chat", "base_url": fake.base_url}
     providers.write_text(json.dumps({"providers": [entry]}))
-    settings = make_settings(tmp_path, providers_file=providers)
-    server = {
+    return make_settings(tmp_path, providers_file=providers)
+
+
+def calc_server(upstream: RunningUpstream) -> dict[str, Any]:
+    """The upstream as a registered MCP server `calc`, reached with the secret TOKEN."""
+    return {
         "type": "mcp",
         "key": "calc",
         "description": "The test upstream",
@@ -51,10 +59,16 @@ async def test_an_mcp_tool_runs_server_side_as_an_mcp_call_item(
             "headers": {"Authorization": "Bearer {{TOKEN}}"},
         },
     }
-    variables = {"TOKEN": {"secret": True, "value": TOKEN}}
+
+
+async def test_an_mcp_tool_runs_server_side_as_an_mcp_call_item(
+    tmp_path: Path, fake: FakeProvider, upstream: RunningUpstream
+) -> None:
+    settings = chat_settings(tmp_path, fake)
+    server = calc_server(upstream)
     fake.reply(ToolCalls([Call("add", '{"a": 2, "b": 3}')]), Text("The sum is 5"))
     async with open_client(settings) as client:
-        created = await client.post("/v2/tools", json={**server, "variables": variables})
+        created = await client.post("/v2/tools", json={**server, "variables": VARIABLES})
         assert created.status_code == 200, created.text
         answer = await client.post(
             "/v1/responses",
@@ -62,7 +76,7 @@ async def test_an_mcp_tool_runs_server_side_as_an_mcp_call_item(
                 "model": "chat/m",
                 "input": "What is 2 + 3?",
                 "tools": [{"type": "mcp", "key": "calc"}],
-                "variables": variables,
+                "variables": VARIABLES,
             },
         )
     response = answer.json()
@@ -80,21 +94,8 @@ async def test_an_mcp_tool_runs_server_side_as_an_mcp_call_item(
 async def test_an_agent_offers_one_tool_of_an_mcp_server_by_tool_id(
     tmp_path: Path, fake: FakeProvider, upstream: RunningUpstream
 ) -> None:
-    providers = tmp_path / "providers.yaml"
-    entry = {"name": "chat", "wire": "openai-chat", "base_url": fake.base_url}
-    providers.write_text(json.dumps({"providers": [entry]}))
-    settings = make_settings(tmp_path, providers_file=providers)
-    server = {
-        "type": "mcp",
-        "key": "calc",
-        "description": "The test upstream",
-        "mcp": {
-            "server_url": upstream.url,
-            "connection_type": "http",
-            "headers": {"Authorization": "Bearer {{TOKEN}}"},
-        },
-    }
-    variables = {"TOKEN": {"secret": True, "value": TOKEN}}
+    settings = chat_settings(tmp_path, fake)
+    server = calc_server(upstream)
     agent = {
         "key": "adder",
         "role": "Adder",
@@ -106,7 +107,7 @@ async def test_an_agent_offers_one_tool_of_an_mcp_server_by_tool_id(
     }
     fake.reply(ToolCalls([Call("add", '{"a": 4, "b": 5}')]), Text("9"))
     async with open_client(settings) as client:
-        created = await client.post("/v2/tools", json={**server, "variables": variables})
+        created = await client.post("/v2/tools", json={**server, "variables": VARIABLES})
         assert created.status_code == 200, created.text
         missing = await client.post(
             "/v2/agents",
@@ -121,7 +122,7 @@ async def test_an_agent_offers_one_tool_of_an_mcp_server_by_tool_id(
         assert registered.status_code == 201, registered.text
         answer = await client.post(
             "/v1/responses",
-            json={"model": "agent/adder", "input": "4 + 5?", "variables": variables},
+            json={"model": "agent/adder", "input": "4 + 5?", "variables": VARIABLES},
         )
     assert answer.status_code == 200, answer.text
     offered = [tool["function"]["name"] for tool in fake.requests[0].json["tools"]]

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
 import pytest
@@ -68,23 +68,25 @@ async def stdio_session(env: dict[str, str], cwd: Path, **options: Any) -> Async
             yield client
 
 
-@asynccontextmanager
-async def session(
-    transport: str,
-    served: RunningSidecar,
-    stdio_env: dict[str, str],
-    tmp_path: Path,
-    **options: Any,
-) -> AsyncIterator[Client]:
-    """A client of the stdio face, or of `/mcp` in either protocol era."""
-    if transport == "stdio":
-        async with stdio_session(stdio_env, tmp_path, **options) as client:
-            yield client
-    else:
-        async with http_client(
-            f"{served.base_url}/mcp", key=API_KEY, mode=transport, **options
-        ) as client:
-            yield client
+Connect: TypeAlias = Callable[..., AbstractAsyncContextManager[Client]]
+
+
+@pytest.fixture
+def connect(served: RunningSidecar, stdio_env: dict[str, str], tmp_path: Path) -> Connect:
+    """`connect(transport, **client options)`: a client of the stdio face, or of `/mcp` in
+    either protocol era (`legacy`, `auto`)."""
+
+    @asynccontextmanager
+    async def opened(transport: str, **options: Any) -> AsyncIterator[Client]:
+        if transport == "stdio":
+            async with stdio_session(stdio_env, tmp_path, **options) as client:
+                yield client
+        else:
+            url = f"{served.base_url}/mcp"
+            async with http_client(url, key=API_KEY, mode=transport, **options) as client:
+                yield client
+
+    return opened
 
 
 TRANSPORTS = ["stdio", "legacy", "auto"]
@@ -98,9 +100,9 @@ def structured(result: CallToolResult) -> dict[str, Any]:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_respond_is_listed_with_the_agents_and_agents_are_prompts(
-    transport: str, served: RunningSidecar, stdio_env: dict[str, str], tmp_path: Path
+    transport: str, connect: Connect
 ) -> None:
-    async with session(transport, served, stdio_env, tmp_path) as client:
+    async with connect(transport) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         prompts = (await client.list_prompts()).prompts
         prompt = await client.get_prompt("agent/clerk", {"input": "find order 7"})
@@ -121,13 +123,11 @@ async def test_respond_is_listed_with_the_agents_and_agents_are_prompts(
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_respond_answers_text_and_the_response_and_a_follow_up_continues_it(
     transport: str,
-    served: RunningSidecar,
-    stdio_env: dict[str, str],
-    tmp_path: Path,
+    connect: Connect,
     fake: FakeProvider,
 ) -> None:
     fake.reply(Text("Hello there."), Text("Still here."))
-    async with session(transport, served, stdio_env, tmp_path) as client:
+    async with connect(transport) as client:
         first = await client.call_tool("respond", {"input": "hi"})
         response = structured(first)
         second = await client.call_tool(
@@ -146,9 +146,7 @@ async def test_respond_answers_text_and_the_response_and_a_follow_up_continues_i
 @pytest.mark.parametrize("transport", ["stdio", "legacy"])
 async def test_progress_notifications_tell_of_each_model_turn_and_tool_call(
     transport: str,
-    served: RunningSidecar,
-    stdio_env: dict[str, str],
-    tmp_path: Path,
+    connect: Connect,
     fake: FakeProvider,
 ) -> None:
     fake.reply(ToolCalls([Call("current_date", "{}")]), Text("It is today."))
@@ -157,7 +155,7 @@ async def test_progress_notifications_tell_of_each_model_turn_and_tool_call(
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         heard.append((progress, message))
 
-    async with session(transport, served, stdio_env, tmp_path) as client:
+    async with connect(transport) as client:
         result = await client.call_tool(
             "respond", {"agent": "clerk", "input": "date?"}, progress_callback=on_progress
         )
@@ -176,9 +174,7 @@ async def test_progress_notifications_tell_of_each_model_turn_and_tool_call(
 async def test_a_call_needing_approval_asks_the_user_through_elicitation(
     transport: str,
     approve: bool,
-    served: RunningSidecar,
-    stdio_env: dict[str, str],
-    tmp_path: Path,
+    connect: Connect,
     fake: FakeProvider,
     upstream: RecordingUpstream,
 ) -> None:
@@ -193,9 +189,7 @@ async def test_a_call_needing_approval_asks_the_user_through_elicitation(
 
     fake.reply(ToolCalls([Call("echo_secret", '{"word": "asked"}', id="call_echo")]), Text("ok"))
     before = len(upstream.requests)
-    async with session(
-        transport, served, stdio_env, tmp_path, elicitation_callback=on_elicit
-    ) as client:
+    async with connect(transport, elicitation_callback=on_elicit) as client:
         result = await client.call_tool("respond", {"agent": "clerk", "input": "echo it"})
     assert len(asked) == 1
     assert "echo_secret" in asked[0]
@@ -223,14 +217,12 @@ async def test_a_call_needing_approval_asks_the_user_through_elicitation(
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_without_elicitation_the_run_pauses_and_approvals_continue_it(
     transport: str,
-    served: RunningSidecar,
-    stdio_env: dict[str, str],
-    tmp_path: Path,
+    connect: Connect,
     fake: FakeProvider,
     upstream: RecordingUpstream,
 ) -> None:
     fake.reply(ToolCalls([Call("echo_secret", '{"word": "later"}')]), Text("Echoed."))
-    async with session(transport, served, stdio_env, tmp_path) as client:
+    async with connect(transport) as client:
         paused = await client.call_tool("respond", {"agent": "clerk", "input": "echo later"})
         response = structured(paused)
         (request,) = response["output"]
@@ -269,13 +261,11 @@ async def call_then_cancel(client: Client, arguments: dict[str, Any], started: A
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_cancel_stops_a_slow_provider(
     transport: str,
-    served: RunningSidecar,
-    stdio_env: dict[str, str],
-    tmp_path: Path,
+    connect: Connect,
     fake: FakeProvider,
 ) -> None:
     fake.reply(Slow(Text("too late"), seconds=30))
-    async with session(transport, served, stdio_env, tmp_path) as client:
+    async with connect(transport) as client:
         await call_then_cancel(client, {"input": "take your time"}, lambda: fake.holding == 1)
         await fake.until(lambda: fake.holding == 0, timeout=10)
         fake.reply(Text("next"))
@@ -286,15 +276,13 @@ async def test_a_cancel_stops_a_slow_provider(
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_cancel_stops_a_slow_tool(
     transport: str,
-    served: RunningSidecar,
-    stdio_env: dict[str, str],
-    tmp_path: Path,
+    connect: Connect,
     fake: FakeProvider,
     upstream: RecordingUpstream,
 ) -> None:
     upstream.slow_events.clear()
     fake.reply(ToolCalls([Call("slow_lookup", "{}")]))
-    async with session(transport, served, stdio_env, tmp_path) as client:
+    async with connect(transport) as client:
         await call_then_cancel(
             client, {"agent": "clerk", "input": "look slowly"}, lambda: upstream.slow_events
         )

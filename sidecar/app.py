@@ -18,7 +18,7 @@ from sidecar.api.openapi import openapi_document
 from sidecar.api.wire import error_response, json_response
 from sidecar.errors import MethodNotAllowed, NotFound, SidecarError
 from sidecar.logs import get_logger
-from sidecar.mcp.server import McpEndpoint, mcp_face, mcp_http_app
+from sidecar.mcp.server import McpEndpoint, mcp_http_app, open_face
 from sidecar.mcp.variables_file import load_variables_file
 from sidecar.metrics import Metrics
 from sidecar.services import Services, open_services
@@ -58,9 +58,9 @@ def create_app(
             )
             app.state.services = opened
             # A fresh MCP server per run: its session manager runs only once.
-            server = mcp_face(opened, variables)
-            app.state.mcp = mcp_http_app(server, settings)
-            await stack.enter_async_context(server.session_manager.run())
+            face = open_face(opened, variables)
+            app.state.mcp = mcp_http_app(face, settings)
+            await stack.enter_async_context(face.server.session_manager.run())
             yield
         if services is None:
             log.info("services.closed")

@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, TypeAlias
 
@@ -39,13 +40,13 @@ from mcp_types import (
     TextContent,
     Tool,
 )
-from starlette.applications import Starlette
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sidecar.errors import SidecarError
 from sidecar.execution import Completed, Failed, Outcome, RequiresAction, ToolCall
 from sidecar.logs import get_logger, redacting
 from sidecar.mcp.catalog import AnswersItself, Catalog, FaceEntry
+from sidecar.mcp.lean_calls import LeanToolCalls, PlainCall
 from sidecar.mcp.prompts import AgentPrompts
 from sidecar.mcp.respond import RespondTool
 from sidecar.redaction import Redactor
@@ -57,9 +58,11 @@ from tools.base import JsonObject, VariableValue
 
 __all__ = [
     "McpEndpoint",
+    "McpFace",
     "build_mcp_server",
     "mcp_face",
     "mcp_http_app",
+    "open_face",
     "serve_stdio",
     "to_result",
 ]
@@ -75,8 +78,23 @@ INSTRUCTIONS = (
 McpServer: TypeAlias = Server[Any]
 
 
+@dataclass(frozen=True)
+class McpFace:
+    """The face's MCP server, and its plain-call answer for the lean `/mcp` path."""
+
+    server: McpServer
+    catalog: Catalog
+    call_entry: PlainCall
+
+
 def mcp_face(services: Services, variables: Mapping[str, VariableValue]) -> McpServer:
-    """The MCP face of `services`: its platform and registered tools, run by its executor.
+    """The MCP server of `services`' face (see `open_face`)."""
+    return open_face(services, variables).server
+
+
+def open_face(services: Services, variables: Mapping[str, VariableValue]) -> McpFace:
+    """The MCP face of `services`: its platform and registered tools, run by its executor,
+    and `respond`.
 
     The one assembly of the face, for `/mcp` (`serve`) and stdio (`mcp`).
     """
@@ -90,12 +108,9 @@ def mcp_face(services: Services, variables: Mapping[str, VariableValue]) -> McpS
             default_agent=settings.respond_agent,
         )
         catalog = Catalog([respond, *catalog.sources])
-    return build_mcp_server(
-        executor=services.executor,
-        catalog=catalog,
-        variables=variables,
-        prompts=AgentPrompts(services.agents) if services.agents is not None else None,
-    )
+    face = _Face(services.executor, catalog, variables)
+    prompts = AgentPrompts(services.agents) if services.agents is not None else None
+    return McpFace(_server(face, catalog, prompts), catalog, face.call_entry)
 
 
 def build_mcp_server(
@@ -107,7 +122,10 @@ def build_mcp_server(
 ) -> McpServer:
     """A fresh MCP server answering `tools/list` from `catalog`, calls through `executor`,
     and, given `prompts`, the agents as prompts."""
-    face = _Face(executor, catalog, variables)
+    return _server(_Face(executor, catalog, variables), catalog, prompts)
+
+
+def _server(face: _Face, catalog: Catalog, prompts: AgentPrompts | None) -> McpServer:
     return Server(
         SERVER_NAME,
         version=version("orq-sidecar"),
@@ -156,7 +174,18 @@ class _Face:
                 return await self._call(params.name, params.arguments or {}, entry)
             except Exception:  # the MCP edge: no exception crosses the protocol
                 log.exception("mcp.call_crashed", tool=params.name)
-                return _error("internal_error", "the call failed unexpectedly; see the logs")
+                return _crashed()
+
+    async def call_entry(
+        self, name: str, arguments: JsonObject, entry: FaceEntry | None
+    ) -> CallToolResult:
+        """A call of a plain entry, found already (the lean `/mcp` path)."""
+        with redacting(self._redactor):
+            try:
+                return await self._call(name, arguments, entry)
+            except Exception:  # the MCP edge: no exception crosses the protocol
+                log.exception("mcp.call_crashed", tool=name)
+                return _crashed()
 
     async def _call(
         self, name: str, arguments: JsonObject, entry: FaceEntry | None
@@ -211,19 +240,28 @@ def to_result(outcome: Outcome, *, relayed: bool = False) -> CallToolResult:
             return _error("requires_action", "this tool is run by the caller, not over MCP")
 
 
+def _crashed() -> CallToolResult:
+    return _error("internal_error", "the call failed unexpectedly; see the logs")
+
+
 def _error(code: str, message: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(text=f"{code}: {message}")], is_error=True)
 
 
-def mcp_http_app(server: McpServer, settings: Settings) -> Starlette:
-    """The Streamable HTTP transport of `server` at `/mcp`; its session manager must run."""
+def mcp_http_app(face: McpFace, settings: Settings) -> ASGIApp:
+    """The Streamable HTTP transport of `face` at `/mcp` (its server's session manager must
+    run): plain tool calls of the 2026 revision on the lean path, the rest to the package."""
     security = TransportSecuritySettings(
         allowed_hosts=list(settings.mcp_hosts), allowed_origins=list(settings.mcp_origins)
     )
-    return server.streamable_http_app(
+    package = face.server.streamable_http_app(
         streamable_http_path="/mcp",
         transport_security=security,
         max_request_body_size=settings.max_body_bytes,
+    )
+    server = face.server
+    return LeanToolCalls(
+        package, face.catalog, face.call_entry, security, lambda: server.server_info_stamp
     )
 
 
@@ -235,7 +273,7 @@ class McpEndpoint:
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        transport: Starlette = scope["app"].state.mcp
+        transport: ASGIApp = scope["app"].state.mcp
         await transport(scope, receive, send)
 
 

@@ -2,7 +2,8 @@
 
 Arguments: `input` (text), optional `model` or `agent` (the agents are listed in the
 schema), `instructions`, `previous_response_id`, `variables` (plain values; secrets
-come from the face's variables file and win over a client's value of the same name)
+come from the face's variables file and win over a client's value of the same name;
+the file's plain values are defaults the client's override)
 and `approvals` (decisions on calls a previous run paused for). Without `model` or
 `agent` the settings choose (`SIDECAR_RESPOND_MODEL`, `SIDECAR_RESPOND_AGENT`).
 
@@ -209,7 +210,7 @@ class RespondTool:
         body: dict[str, Any] = {
             "model": model,
             "input": _input(arguments),
-            "variables": {**plain, **_wire_variables(variables)} or None,
+            "variables": _merged_variables(plain, variables) or None,
         }
         for name in ("instructions", "previous_response_id"):
             if arguments.get(name) is not None:
@@ -233,12 +234,18 @@ def _input(arguments: JsonObject) -> str | list[dict[str, Any]]:
     return items
 
 
-def _wire_variables(variables: Mapping[str, VariableValue]) -> dict[str, Any]:
-    """The face's variables as a request carries them (secrets marked as such)."""
-    return {
-        name: {"secret": True, "value": value.reveal()} if isinstance(value, Secret) else value
+def _merged_variables(
+    plain: Mapping[str, Any], variables: Mapping[str, VariableValue]
+) -> dict[str, Any]:
+    """The face's variables under the client's plain values, its secrets over them (as a
+    request carries them: secrets marked as such)."""
+    secrets = {
+        name: {"secret": True, "value": value.reveal()}
         for name, value in variables.items()
+        if isinstance(value, Secret)
     }
+    defaults = {name: value for name, value in variables.items() if not isinstance(value, Secret)}
+    return {**defaults, **plain, **secrets}
 
 
 class _Progress:

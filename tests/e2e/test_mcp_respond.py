@@ -131,7 +131,13 @@ async def test_respond_answers_text_and_the_response_and_a_follow_up_continues_i
         first = await client.call_tool("respond", {"input": "hi"})
         response = structured(first)
         second = await client.call_tool(
-            "respond", {"input": "again", "previous_response_id": response["id"]}
+            "respond",
+            {
+                "input": "again",
+                "previous_response_id": response["id"],
+                "instructions": "Say {{greeting}}.",
+                "variables": {"greeting": "hi there"},  # over the file's "hello"
+            },
         )
     assert not first.is_error
     assert result_text(first) == "Hello there."
@@ -140,7 +146,12 @@ async def test_respond_answers_text_and_the_response_and_a_follow_up_continues_i
     assert response["usage"]["total_tokens"] > 0
     assert result_text(second) == "Still here."
     sent = fake.requests[-1].json["messages"]
-    assert [message["content"] for message in sent] == ["hi", "Hello there.", "again"]
+    assert [message["content"] for message in sent] == [
+        "Say hi there.",
+        "hi",
+        "Hello there.",
+        "again",
+    ]
 
 
 @pytest.mark.parametrize("transport", ["stdio", "legacy"])

@@ -9,7 +9,9 @@ connection has an owner task in the pool's task group; calls from any task use t
 entered client concurrently. A connection is opened on first use (concurrent first
 calls wait for the same one), reused until idle for `idle_timeout`, and dropped as
 soon as a call finds its transport broken or its session gone, so the next call
-builds a new one. A call is sent again on a new connection only when the failure
+builds a new one. On a Streamable HTTP server that speaks the sessionless revision,
+plain calls go as one POST on the connection's HTTP client (`sidecar.mcp_lean_call`);
+the client does the rest. A call is sent again on a new connection only when the failure
 proves the server never ran it (it refused the connection or did not know the session).
 
 The key of a connection is an HMAC, under a key made at start, of the server and
@@ -42,6 +44,7 @@ from mcp_types import CallToolResult, Tool
 from pydantic import ValidationError
 
 from sidecar.logs import get_logger
+from sidecar.mcp_lean_call import LEAN_REVISION, lean_call_tool, mirrors_arguments
 from sidecar.outbound import OutboundPolicy, guarded_mcp_client
 from tools.base import (
     JsonObject,
@@ -95,6 +98,19 @@ class _Connection:
         self.closed = False
         self.broken = False
         self.listing: list[McpToolInfo] | None = None
+        # A Streamable HTTP server on the sessionless revision: plain calls go as one POST
+        # on this client (see `sidecar.mcp_lean_call`).
+        self.http: httpx2.AsyncClient | None = None
+        self.url = ""
+        self.lean = False
+
+    def sends_lean(self, name: str) -> bool:
+        """Whether a call of `name` can go as one POST: a listed tool whose arguments are
+        not mirrored into headers, on a sessionless connection."""
+        if not self.lean or self.http is None or self.listing is None:
+            return False
+        tool = next((tool for tool in self.listing if tool.name == name), None)
+        return tool is not None and not mirrors_arguments(tool.input_schema)
 
     def close(self) -> None:
         self.closed = True
@@ -154,6 +170,11 @@ class McpPool:
         return sum(1 for connection in self._connections.values() if not connection.closed)
 
     @property
+    def sessionless_connections(self) -> int:
+        """How many live connections send plain calls as one POST (for tests)."""
+        return sum(1 for c in self._connections.values() if c.lean and not c.closed)
+
+    @property
     def connection_keys(self) -> tuple[str, ...]:
         """The keys of the pooled connections, HMACs that hold no credential (for tests)."""
         return tuple(self._connections)
@@ -183,6 +204,14 @@ class McpPool:
 
         async def call(connection: _Connection, limit: float) -> McpCallResult:
             assert connection.client is not None
+            if connection.lean and connection.listing is None:
+                await self._listing(connection, limit)  # once a connection: which tools are plain
+            if connection.http is not None and connection.sends_lean(name):
+                with anyio.move_on_after(limit) as waited:
+                    sent = await lean_call_tool(connection.http, connection.url, name, arguments)
+                    return _mapped(sent)
+                assert waited.cancelled_caught
+                raise MCPError(REQUEST_TIMEOUT, "the call timed out")
             result = await connection.client.call_tool(name, arguments, read_timeout_seconds=limit)
             return _mapped(result)
 
@@ -269,9 +298,12 @@ class McpPool:
         try:
             with connection.scope:
                 async with AsyncExitStack() as stack:
-                    transport = await self._transport(stack, server)
+                    transport = await self._transport(stack, server, connection)
                     client = Client(transport, cache=None, message_handler=connection.on_message)
                     await stack.enter_async_context(client)
+                    connection.lean = server.transport == "http" and (
+                        client.protocol_version == LEAN_REVISION
+                    )
                     connection.client = client
                     connection.last_used = anyio.current_time()
                     connection.scope.deadline = math.inf
@@ -292,7 +324,9 @@ class McpPool:
             if self._connections.get(connection.key) is connection:
                 del self._connections[connection.key]
 
-    async def _transport(self, stack: AsyncExitStack, server: McpServer) -> Any:
+    async def _transport(
+        self, stack: AsyncExitStack, server: McpServer, connection: _Connection
+    ) -> Any:
         settings = self._settings
         if server.transport == "stdio":
             devnull = stack.enter_context(open(os.devnull, "w"))  # noqa: ASYNC230, SIM115
@@ -324,6 +358,7 @@ class McpPool:
         timeout = httpx2.Timeout(settings.connect_timeout, read=read)
         http = guarded_mcp_client(self._policy, headers=headers, timeout=timeout)
         await stack.enter_async_context(http)
+        connection.http, connection.url = http, server.url
         return streamable_http_client(server.url, http_client=http)
 
     async def _check_destination(self, url: str) -> None:

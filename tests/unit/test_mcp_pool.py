@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import anyio
 import pytest
+from mcp import Client
+from pydantic import BaseModel
 
 from sidecar.mcp_pool import McpPool, McpPoolSettings
 from sidecar.outbound import OutboundPolicy
@@ -166,3 +169,45 @@ async def test_a_stdio_server_killed_mid_call_fails_the_call_and_the_next_call_r
         assert "lost during the call" in str(failures[0])
         again = await whoami_pid(pool, server)
     assert again != pid
+
+
+async def test_a_sessionless_server_gets_plain_calls_as_one_post_with_the_same_answers(
+    upstream: RunningUpstream,
+) -> None:
+    """Calls on the lean path answer what the `mcp.Client` answers: results, tool errors,
+    the connection's own headers, and a timeout cancelled upstream."""
+    async with McpPool.open(OutboundPolicy(("127.0.0.1",)), McpPoolSettings()) as pool:
+        server = http_server(upstream)
+        await pool.list_tools(server, time_limit=20)
+        added = await pool.call_tool(server, "add", {"a": 2, "b": 40}, time_limit=20)
+        seen = await pool.call_tool(server, "whoami", {}, time_limit=20)
+        refused = await pool.call_tool(server, "refuse", {"text": "no"}, time_limit=20)
+        assert pool.sessionless_connections == 1
+        with pytest.raises(TimeoutError):
+            await pool.call_tool(server, "pause", {"seconds": 30}, time_limit=0.5)
+        await upstream.wait_for("cancelled")
+    async with Client(upstream.url) as reference:  # the package's own client
+        expected = await reference.call_tool("add", {"a": 2, "b": 40})
+        expected_refusal = await reference.call_tool("refuse", {"text": "no"})
+    assert added.structured_content == expected.structured_content == {"result": 42}
+    assert added.content == [shown(block) for block in expected.content]
+    assert isinstance(seen.structured_content, dict)
+    digest = hashlib.sha256(f"Bearer {SECRET}".encode()).hexdigest()
+    assert seen.structured_content["authorization_sha256"] == digest  # the connection's header
+    assert refused.is_error is expected_refusal.is_error is True
+    assert refused.content == [shown(block) for block in expected_refusal.content]
+
+
+def shown(block: BaseModel) -> object:
+    return block.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+async def test_a_legacy_sse_server_keeps_every_call_on_the_client() -> None:
+    async with (
+        running_upstream("sse") as sse,
+        McpPool.open(OutboundPolicy(("127.0.0.1",)), McpPoolSettings()) as pool,
+    ):
+        server = McpServer("sse", url=sse.url)
+        answer = await pool.call_tool(server, "add", {"a": 1, "b": 2}, time_limit=20)
+        assert answer.structured_content == {"result": 3}
+        assert pool.sessionless_connections == 0

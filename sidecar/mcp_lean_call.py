@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from importlib.metadata import version
 from typing import Any
 
 import httpx2
@@ -40,7 +41,7 @@ from mcp_types import (
 __all__ = ["LEAN_REVISION", "lean_call_tool", "mirrors_arguments"]
 
 LEAN_REVISION = "2026-07-28"
-CLIENT_INFO = {"name": "orq-sidecar", "version": "0.1.0"}
+CLIENT_INFO = {"name": "orq-sidecar", "version": version("orq-sidecar")}
 INTERNAL_ERROR = -32603
 _ids = itertools.count(1)
 

@@ -98,6 +98,7 @@ class _Connection:
         self.closed = False
         self.broken = False
         self.listing: list[McpToolInfo] | None = None
+        self.plain_tools: frozenset[str] = frozenset()  # of the listing: no `Mcp-Param-*`
         # A Streamable HTTP server on the sessionless revision: plain calls go as one POST
         # on this client (see `sidecar.mcp_lean_call`).
         self.http: httpx2.AsyncClient | None = None
@@ -107,10 +108,7 @@ class _Connection:
     def sends_lean(self, name: str) -> bool:
         """Whether a call of `name` can go as one POST: a listed tool whose arguments are
         not mirrored into headers, on a sessionless connection."""
-        if not self.lean or self.http is None or self.listing is None:
-            return False
-        tool = next((tool for tool in self.listing if tool.name == name), None)
-        return tool is not None and not mirrors_arguments(tool.input_schema)
+        return self.lean and self.http is not None and name in self.plain_tools
 
     def close(self) -> None:
         self.closed = True
@@ -271,6 +269,9 @@ class McpPool:
                 if cursor is None:
                     break
         connection.listing = found
+        connection.plain_tools = frozenset(
+            tool.name for tool in found if not mirrors_arguments(tool.input_schema)
+        )
         return found
 
     async def _connection(self, server: McpServer) -> _Connection:

@@ -257,7 +257,7 @@ class Responder:
         if completed.fallbacks:
             for model, overrides, retry in completed.fallbacks:
                 target = parse_model(model)
-                if target.provider not in self._specs or not self._usable(target.provider):
+                if not self._usable(target.provider):
                     # An agent is written once for many deployments: a fallback on a
                     # provider this one lacks is left out, not an error.
                     log.info("agents.fallback_skipped", agent=key, model=model)
@@ -277,8 +277,9 @@ class Responder:
         return found
 
     def _usable(self, provider: str) -> bool:
-        spec = self._specs[provider]
-        return not (spec.needs_key and spec.key is None)
+        """Whether `provider` is configured, with its key when it needs one."""
+        spec = self._specs.get(provider)
+        return spec is not None and not (spec.needs_key and spec.key is None)
 
     def _target(self, text: str, param: str, where: str | None = None) -> Target:
         target = parse_model(text, param=param)
@@ -292,7 +293,7 @@ class Responder:
                 param=param,
                 code="unknown_provider",
             )
-        if spec.needs_key and spec.key is None:
+        if not self._usable(target.provider):
             raise BadRequest(
                 f"provider {target.provider!r} has no key: set {spec.key_setting}",
                 param=param,

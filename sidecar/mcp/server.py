@@ -171,10 +171,10 @@ class _Face:
                 entry = await self._catalog.find(params.name)
                 if entry is not None and isinstance(entry.target, AnswersItself):
                     return await entry.target.answer(params, self._variables, ctx)
-                return await self._call(params.name, params.arguments or {}, entry)
             except Exception:  # the MCP edge: no exception crosses the protocol
                 log.exception("mcp.call_crashed", tool=params.name)
                 return _crashed()
+        return await self.call_entry(params.name, params.arguments or {}, entry)
 
     async def call_entry(
         self, name: str, arguments: JsonObject, entry: FaceEntry | None

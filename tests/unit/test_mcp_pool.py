@@ -26,6 +26,7 @@ from tools.base import McpServer, McpUnavailable, OutboundBlocked
 pytestmark = pytest.mark.anyio
 
 SECRET = "pool-secret-credential-5521"
+MARKER = "lean-path-marker"
 
 
 @pytest.fixture
@@ -177,7 +178,7 @@ async def test_a_sessionless_server_gets_plain_calls_as_one_post_with_the_same_a
     """Calls on the lean path answer what the `mcp.Client` answers: results, tool errors,
     the connection's own headers, and a timeout cancelled upstream."""
     async with McpPool.open(OutboundPolicy(("127.0.0.1",)), McpPoolSettings()) as pool:
-        server = http_server(upstream)
+        server = http_server(upstream, token=MARKER)  # not a secret: the pool does not redact
         await pool.list_tools(server, time_limit=20)
         added = await pool.call_tool(server, "add", {"a": 2, "b": 40}, time_limit=20)
         seen = await pool.call_tool(server, "whoami", {}, time_limit=20)
@@ -192,7 +193,7 @@ async def test_a_sessionless_server_gets_plain_calls_as_one_post_with_the_same_a
     assert added.structured_content == expected.structured_content == {"result": 42}
     assert added.content == [shown(block) for block in expected.content]
     assert isinstance(seen.structured_content, dict)
-    digest = hashlib.sha256(f"Bearer {SECRET}".encode()).hexdigest()
+    digest = hashlib.sha256(f"Bearer {MARKER}".encode()).hexdigest()
     assert seen.structured_content["authorization_sha256"] == digest  # the connection's header
     assert refused.is_error is expected_refusal.is_error is True
     assert refused.content == [shown(block) for block in expected_refusal.content]

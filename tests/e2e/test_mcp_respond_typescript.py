@@ -94,6 +94,7 @@ def test_the_typescript_client_runs_respond_with_progress_prompts_and_elicitatio
     upstream: RecordingUpstream,
 ) -> None:
     fake.reply(
+        ToolCalls([Call("current_date", "{}")]),
         Text("Hello from the model."),
         ToolCalls([Call("echo_secret", '{"word": "typed"}')]),
         Text("Echoed it."),
@@ -101,7 +102,11 @@ def test_the_typescript_client_runs_respond_with_progress_prompts_and_elicitatio
     plan = {
         "server": server_of(transport, workdir, served),
         "calls": [
-            {"tool": "respond", "arguments": {"input": "hi"}, "progress": True},
+            {
+                "tool": "respond",
+                "arguments": {"agent": "clerk", "input": "date?"},
+                "progress": True,
+            },
             {"tool": "respond", "arguments": {"agent": "clerk", "input": "echo typed"}},
         ],
         "prompts": {"get": "agent/clerk", "arguments": {"input": "find order 7"}},
@@ -113,7 +118,18 @@ def test_the_typescript_client_runs_respond_with_progress_prompts_and_elicitatio
     plain, agent = answer["calls"]
     assert plain["content"][0]["text"] == "Hello from the model."
     assert plain["structuredContent"]["status"] == "completed"
-    assert [note["message"] for note in plain["progress"]] == ["model turn 1 (chat/m)"]
+    # The TypeScript SDK handles notifications a microtask later than responses: a progress
+    # notification that arrives in the same read as the answer is dropped as unknown. So
+    # the notes of the last turn may be missing; those sent before a model call are not.
+    heard = [note["message"] for note in plain["progress"]]
+    sent = [
+        "model turn 1 (chat/m)",
+        "tool current_date running",
+        "tool current_date completed",
+        "model turn 2 (chat/m)",
+    ]
+    assert heard == sent[: len(heard)]
+    assert len(heard) >= 3
     assert agent["content"][0]["text"] == "Echoed it."
     assert agent["structuredContent"]["output"][0]["status"] == "completed"
     assert len(answer["asked"]) == 1

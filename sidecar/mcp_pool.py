@@ -10,8 +10,8 @@ entered client concurrently. A connection is opened on first use (concurrent fir
 calls wait for the same one), reused until idle for `idle_timeout`, and dropped as
 soon as a call finds its transport broken or its session gone, so the next call
 builds a new one. On a Streamable HTTP server that speaks the sessionless revision,
-plain calls go as one POST on the connection's HTTP client (`sidecar.mcp_lean_call`);
-the client does the rest. A call is sent again on a new connection only when the failure
+plain calls go as one POST on the connection's lean HTTP client (`sidecar.mcp_lean_call`);
+the `mcp.Client` does the rest. A call is sent again on a new connection only when the failure
 proves the server never ran it (it refused the connection or did not know the session).
 
 The key of a connection is an HMAC, under a key made at start, of the server and
@@ -26,6 +26,7 @@ import hmac
 import math
 import os
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -43,9 +44,15 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, Tool
 from pydantic import ValidationError
 
+from sidecar.lean_http import HttpFailure, LeanHttp
 from sidecar.logs import get_logger
-from sidecar.mcp_lean_call import LEAN_REVISION, lean_call_tool, mirrors_arguments
-from sidecar.outbound import OutboundPolicy, guarded_mcp_client
+from sidecar.mcp_lean_call import (
+    LEAN_REVISION,
+    REQUEST_TIMEOUT,
+    lean_call_tool,
+    mirrors_arguments,
+)
+from sidecar.outbound import OutboundPolicy, guarded_connector, guarded_mcp_client
 from tools.base import (
     JsonObject,
     JsonValue,
@@ -63,7 +70,6 @@ __all__ = ["McpPool", "McpPoolSettings"]
 
 log = get_logger("sidecar.mcp_pool")
 
-REQUEST_TIMEOUT = -32001  # the SDK's code for a request that timed out
 CONNECTION_CLOSED = -32000
 SESSION_UNKNOWN = -32600  # a legacy server that restarted no longer knows the session
 LISTING_PAGES_MAX = 50
@@ -100,15 +106,16 @@ class _Connection:
         self.listing: list[McpToolInfo] | None = None
         self.plain_tools: frozenset[str] = frozenset()  # of the listing: no `Mcp-Param-*`
         # A Streamable HTTP server on the sessionless revision: plain calls go as one POST
-        # on this client (see `sidecar.mcp_lean_call`).
-        self.http: httpx2.AsyncClient | None = None
+        # on this client, with the server's headers (see `sidecar.mcp_lean_call`).
+        self.lean_http: LeanHttp | None = None
         self.url = ""
+        self.headers: dict[str, str] = {}
         self.lean = False
 
     def sends_lean(self, name: str) -> bool:
         """Whether a call of `name` can go as one POST: a listed tool whose arguments are
         not mirrored into headers, on a sessionless connection."""
-        return self.lean and self.http is not None and name in self.plain_tools
+        return self.lean and self.lean_http is not None and name in self.plain_tools
 
     def close(self) -> None:
         self.closed = True
@@ -138,6 +145,7 @@ class McpPool:
         # Owner tasks start from the pool's context, not from the first caller's
         # (whose request id and redactor would otherwise stick to the connection).
         self._context = contextvars.copy_context()
+        self._ssl: ssl.SSLContext | None = None
 
     @classmethod
     @asynccontextmanager
@@ -204,12 +212,11 @@ class McpPool:
             assert connection.client is not None
             if connection.lean and connection.listing is None:
                 await self._listing(connection, limit)  # once a connection: which tools are plain
-            if connection.http is not None and connection.sends_lean(name):
-                with anyio.move_on_after(limit) as waited:
-                    sent = await lean_call_tool(connection.http, connection.url, name, arguments)
-                    return _mapped(sent)
-                assert waited.cancelled_caught
-                raise MCPError(REQUEST_TIMEOUT, "the call timed out")
+            if connection.lean_http is not None and connection.sends_lean(name):
+                sent = await lean_call_tool(
+                    connection.lean_http, connection.url, connection.headers, name, arguments, limit
+                )
+                return _mapped(sent)
             result = await connection.client.call_tool(name, arguments, read_timeout_seconds=limit)
             return _mapped(result)
 
@@ -247,7 +254,12 @@ class McpPool:
                 raise McpFailure(
                     f"MCP server {connection.where} answered something that is not a valid result"
                 ) from None
-            except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            except (
+                HttpFailure,
+                httpx2.TransportError,
+                anyio.BrokenResourceError,
+                anyio.ClosedResourceError,
+            ):
                 self._drop(connection)
                 raise McpUnavailable(
                     f"the connection to MCP server {connection.where} broke during the call"
@@ -359,8 +371,20 @@ class McpPool:
         timeout = httpx2.Timeout(settings.connect_timeout, read=read)
         http = guarded_mcp_client(self._policy, headers=headers, timeout=timeout)
         await stack.enter_async_context(http)
-        connection.http, connection.url = http, server.url
+        lean_http = LeanHttp(
+            connector=guarded_connector(self._policy, self._ssl_context()),
+            max_connections=64,
+            max_idle_per_origin=8,
+        )
+        stack.push_async_callback(lean_http.aclose)
+        connection.lean_http, connection.url, connection.headers = lean_http, server.url, headers
         return streamable_http_client(server.url, http_client=http)
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """The trust store of the lean calls, made once (the same as the `mcp.Client`'s)."""
+        if self._ssl is None:
+            self._ssl = httpx2.create_ssl_context(trust_env=False)
+        return self._ssl
 
     async def _check_destination(self, url: str) -> None:
         """Refuse a blocked host before connecting, with the guard's own error."""

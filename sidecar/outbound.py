@@ -11,18 +11,21 @@ SNI for the original host name: httpcore calls `start_tls` with the origin's hos
 not with the address the TCP connection went to.
 
 `guarded_mcp_client(policy, ...)` is the same stack for httpx2, the HTTP client of
-the `mcp` package, used for MCP upstreams.
+the `mcp` package, used for MCP upstreams; `guarded_connector(policy, ...)` is the same
+pinned connect for the lean client (`sidecar.lean_http`) of the MCP pool's one-POST calls.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.abc
 import httpcore
 import httpcore2
 import httpx
@@ -31,7 +34,13 @@ import httpx2
 from sidecar.settings import parse_allowlist
 from tools.base import OutboundBlocked
 
-__all__ = ["OutboundPolicy", "guarded_client", "guarded_mcp_client", "guarded_transport"]
+__all__ = [
+    "OutboundPolicy",
+    "guarded_client",
+    "guarded_connector",
+    "guarded_mcp_client",
+    "guarded_transport",
+]
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SocketOption: TypeAlias = (
@@ -344,3 +353,32 @@ def guarded_mcp_client(
         follow_redirects=False,
         trust_env=False,
     )
+
+
+def guarded_connector(
+    policy: OutboundPolicy, ssl_context: ssl.SSLContext
+) -> Callable[[str, str, int], Awaitable[anyio.abc.ByteStream]]:
+    """A lean client's `Connector`: resolve once, check every address, connect by IP.
+
+    TLS verifies and sends SNI for the host name, not for the address connected to.
+    `OutboundBlocked` for a refused address; `OSError` when no address answers."""
+
+    async def connect(scheme: str, host: str, port: int) -> anyio.abc.ByteStream:
+        failure: OSError | None = None
+        for address in await policy.resolve(host, port):
+            try:
+                if scheme == "https":
+                    return await anyio.connect_tcp(
+                        address,
+                        port,
+                        ssl_context=ssl_context,
+                        tls_hostname=host,
+                        tls_standard_compatible=False,
+                    )
+                return await anyio.connect_tcp(address, port)
+            except OSError as exc:
+                failure = exc
+        assert failure is not None  # `resolve` returns at least one address
+        raise failure
+
+    return connect

@@ -99,7 +99,7 @@ def test_the_pipeline_layer_is_the_list_the_architecture_names() -> None:
     expected = {
         "execution", "arguments", "deadlines", "variables", "templating", "redaction",
         "outbound", "mcp_pool", "code_runner", "settings", "errors", "logs", "metrics",
-        "ids", "strict_yaml", "sqlite_file", "mcp_lean_call",
+        "ids", "strict_yaml", "sqlite_file", "mcp_lean_call", "lean_http",
     }  # fmt: skip
     assert {module.removeprefix("sidecar.") for module in PIPELINE} == expected
 
@@ -134,8 +134,8 @@ def test_provider_adapters_know_neither_the_loop_nor_the_registry_nor_execution(
 
 
 @pytest.mark.parametrize("module", sorted(m for m in SOURCES if _within(m, PACKAGES)))
-def test_only_the_mcp_pool_its_lean_call_and_the_outbound_guard_use_httpx2(module: str) -> None:
-    if module in ("sidecar.mcp_pool", "sidecar.mcp_lean_call", "sidecar.outbound"):
+def test_only_the_mcp_pool_and_the_outbound_guard_use_httpx2(module: str) -> None:
+    if module in ("sidecar.mcp_pool", "sidecar.outbound"):
         return
     assert not {name for name in SOURCES[module] if _within(name, ("httpx2", "httpcore2"))}
 

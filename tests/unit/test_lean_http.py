@@ -1,4 +1,5 @@
-"""The lean provider client against a raw TCP server on loopback that writes exact bytes."""
+"""The lean HTTP client, as providers and the MCP pool's one-POST calls use it, against a raw
+TCP server on loopback that writes exact bytes."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+import orjson
 import pytest
 from anyio.streams.tls import TLSListener
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from mcp import MCPError
 
+from sidecar.lean_http import LeanHttp
 from sidecar.llm.providers.base import ProviderError, ProviderTimeout
 from sidecar.llm.providers.lean_http import LeanTransport
+from sidecar.mcp_lean_call import REQUEST_TIMEOUT, lean_call_tool
 
 pytestmark = pytest.mark.anyio
 
@@ -248,3 +253,85 @@ async def test_https_verifies_the_certificate_and_keeps_the_connection(tmp_path:
                 pass
         await transport.aclose()
         group.cancel_scope.cancel()
+
+
+# --- the MCP pool's one-POST call on this client -------------------------------------------
+
+
+def _event_stream(*events: bytes) -> bytes:
+    """An event-stream answer, chunked, with CRLF line ends."""
+    body = b"".join(b"event: message\r\ndata: " + event + b"\r\n\r\n" for event in events)
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+    chunk = b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n"
+    return head + b"transfer-encoding: chunked\r\n\r\n" + chunk
+
+
+async def _call(port: int, seconds: float = 5) -> object:
+    http = LeanHttp()
+    try:
+        url = f"http://127.0.0.1:{port}/mcp"
+        return await lean_call_tool(http, url, {"x-key": "k"}, "add", {"a": 1}, seconds)
+    finally:
+        await http.aclose()
+
+
+def _call_id(request: bytes) -> int:
+    return int(orjson.loads(request.partition(b"\r\n\r\n")[2])["id"])
+
+
+async def test_an_event_stream_answer_is_found_among_notifications_in_small_pieces() -> None:
+    async def streamed(stream: anyio.abc.SocketStream, request: bytes) -> bool:
+        progress = b'{"jsonrpc":"2.0","method":"notifications/progress","params":{}}'
+        result = b'{"jsonrpc":"2.0","id":%d,"result":{"content":[],' % _call_id(request)
+        answer = _event_stream(progress, result + b'"structuredContent":{"r":2}}}')
+        for start in range(0, len(answer), 3):  # three bytes at a time
+            await stream.send(answer[start : start + 3])
+        return True
+
+    async with serve(streamed) as server:
+        result = await _call(server.port)
+        head = server.requests[0].partition(b"\r\n\r\n")[0].lower()
+    assert getattr(result, "structured_content", None) == {"r": 2}
+    assert b"x-key: k\r\n" in head
+    assert b"mcp-method: tools/call\r\n" in head
+
+
+async def test_errors_of_the_one_post_call_are_the_clients() -> None:
+    async def refusing(stream: anyio.abc.SocketStream, request: bytes) -> bool:
+        error = b'"error":{"code":-32602,"message":"no such tool"}'
+        body = b'{"jsonrpc":"2.0","id":%d,%s}' % (_call_id(request), error)
+        head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        await stream.send(head + b"content-length: %d\r\n\r\n" % len(body) + body)
+        return True
+
+    async def gateway_page(stream: anyio.abc.SocketStream, request: bytes) -> bool:
+        await stream.send(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 4\r\n\r\noops")
+        return True
+
+    async with serve(refusing) as server:
+        with pytest.raises(MCPError) as caught:
+            await _call(server.port)
+    assert caught.value.code == -32602
+    assert "no such tool" in caught.value.error.message
+    async with serve(gateway_page) as server:
+        with pytest.raises(MCPError, match="HTTP 502 without JSON"):
+            await _call(server.port)
+
+
+async def test_a_call_out_of_time_is_the_clients_timeout_and_the_server_sees_it_leave() -> None:
+    left = anyio.Event()
+
+    async def stalled(stream: anyio.abc.SocketStream, request: bytes) -> bool:
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n")
+        try:
+            await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            left.set()
+        return False
+
+    async with serve(stalled) as server:
+        with pytest.raises(MCPError) as caught:
+            await _call(server.port, seconds=0.3)
+        with anyio.fail_after(5):
+            await left.wait()
+    assert caught.value.code == REQUEST_TIMEOUT

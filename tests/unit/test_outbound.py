@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sidecar.outbound import OutboundPolicy, guarded_client
+from sidecar.lean_http import LeanHttp, Unreachable
+from sidecar.outbound import OutboundPolicy, guarded_client, guarded_connector
 from tools.base import OutboundBlocked
 
 # --- the address policy -------------------------------------------------------------------
@@ -147,7 +148,8 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> FakeDNS:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """`/redirect?to=URL` redirects; anything else answers with the Host header it got."""
+    """`/redirect?to=URL` redirects; anything else answers with the Host header it got
+    (a POST too, after reading its body)."""
 
     def do_GET(self) -> None:
         if self.path.startswith("/redirect?to="):
@@ -160,6 +162,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.path = "/"
+        self.do_GET()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -409,3 +416,51 @@ async def test_tls_refuses_a_certificate_for_another_name(tls_server: Served, dn
     async with guarded_client(OutboundPolicy(["127.0.0.1"])) as client:
         with pytest.raises(httpx.ConnectError, match="certificate"):
             await client.get(f"https://impostor.test:{tls_server.port}/")
+
+
+# --- the lean client's connector: the same checks ------------------------------------------
+
+
+async def _lean_post(policy: OutboundPolicy, url: str) -> bytes:
+    http = LeanHttp(connector=guarded_connector(policy, httpx.create_ssl_context()))
+    try:
+        async with http.post(url, {}, b"{}", 10) as response:
+            return await response.aread()
+    finally:
+        await http.aclose()
+
+
+@pytest.mark.anyio
+async def test_the_lean_connector_refuses_what_the_policy_refuses(
+    server: Served, dns: FakeDNS
+) -> None:
+    with pytest.raises(OutboundBlocked) as caught:
+        await _lean_post(OutboundPolicy(), f"http://127.0.0.1:{server.port}/")
+    assert "loopback" in _blocked(caught, "127.0.0.1")
+    dns.answers["mixed.test"] = ["93.184.216.34", "127.0.0.1"]
+    with pytest.raises(OutboundBlocked):
+        await _lean_post(OutboundPolicy(), f"http://mixed.test:{server.port}/")
+    with pytest.raises(Unreachable):
+        await _lean_post(OutboundPolicy(), f"http://nxdomain.test:{server.port}/")
+
+
+@pytest.mark.anyio
+async def test_the_lean_connector_connects_by_the_checked_ip(server: Served, dns: FakeDNS) -> None:
+    dns.answers["pinned.test"] = ["127.0.0.1"]  # only the fake resolver knows the name
+    answer = await _lean_post(OutboundPolicy(["127.0.0.1"]), f"http://pinned.test:{server.port}/")
+    assert answer == f"pinned.test:{server.port}".encode()
+    assert dns.calls == ["pinned.test"]
+
+
+@pytest.mark.anyio
+async def test_the_lean_connector_verifies_tls_for_the_original_name(
+    tls_server: Served, dns: FakeDNS
+) -> None:
+    dns.answers["pinned.test"] = ["127.0.0.1"]
+    dns.answers["impostor.test"] = ["127.0.0.1"]
+    policy = OutboundPolicy(["127.0.0.1"])
+    answer = await _lean_post(policy, f"https://pinned.test:{tls_server.port}/")
+    assert answer == f"pinned.test:{tls_server.port}".encode()
+    assert tls_server.sni == ["pinned.test"]
+    with pytest.raises(Unreachable, match="SSL"):
+        await _lean_post(policy, f"https://impostor.test:{tls_server.port}/")

@@ -1,139 +1,50 @@
-"""A lean HTTP/1.1 client for provider calls: keep-alive connections per origin.
+"""Provider calls on the service's lean HTTP/1.1 client (`sidecar.lean_http`).
 
-Provider calls are POSTs of JSON to a handful of origins, answered by JSON or a stream
-of server-sent events. For them this client does what a general client does at a
-fraction of its cost (measured: httpx and httpcore were about 0.65 ms of the 1.1 ms
-from a request to its first streamed token): one write for the request, httptools
-(the C parser uvicorn uses) for the answer, content-length and chunked bodies, TLS with
-the system's certificates, one deadline for the whole call, idle connections kept per
-origin and checked when taken. No redirects, no cookies, no proxies, no compression
-asked for (a provider's address is the operator's setting).
+`LeanTransport` is the `Transport` the service gives its providers: the lean client's
+keep-alive connections, its failures said as `ProviderError`s (which routing retries
+and which it reports).
 """
 
 from __future__ import annotations
 
-import select
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
-import anyio
-import anyio.abc
-import httptools
-
+from sidecar.lean_http import (
+    BodyBroken,
+    BrokenHttp,
+    ClosedBeforeAnswer,
+    HttpFailure,
+    LeanHttp,
+    LeanResponse,
+    RequestRefused,
+    Unreachable,
+)
 from sidecar.llm.providers.base import ProviderError, ProviderTimeout
 
-__all__ = ["LeanResponse", "LeanTransport"]
-
-_MAX_IDLE_PER_ORIGIN = 32
-_CONNECT_SECONDS = 10.0
-_READ_SIZE = 65_536
-Origin = tuple[str, str, int]
+__all__ = ["LeanTransport", "ProviderAnswer"]
 
 
-class _Closed(Exception):
-    """The connection ended before an answer began (a kept connection the peer closed)."""
+class ProviderAnswer:
+    """A provider's answer on the lean client; its body's failures are `ProviderError`s."""
 
-
-class LeanResponse:
-    """An answer: its status and headers now, its body as it comes."""
-
-    def __init__(self, connection: _Connection, deadline: float) -> None:
-        self._connection = connection
-        self._deadline = deadline
-        self.status = connection.status
-        self.headers: Mapping[str, str] = connection.headers
+    def __init__(self, response: LeanResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
-        """The body's pieces (de-chunked) until it is complete."""
-        connection = self._connection
-        while True:
-            while connection.body:
-                yield connection.body.pop(0)
-            if connection.complete:
-                return
-            try:
-                await connection.receive(self._deadline)
-            except TimeoutError:
-                raise ProviderTimeout("stopped sending") from None
-            except _Closed:
-                raise ProviderError(
-                    "broke off: the connection closed",
-                    status=502,
-                    code="provider_stream_broken",
-                    retryable=True,
-                ) from None
+        """The body's pieces until it is complete."""
+        try:
+            async for piece in self._response.aiter_bytes():
+                yield piece
+        except HttpFailure as exc:
+            raise provider_error(exc) from None
 
     async def aread(self) -> bytes:
         """The whole body."""
         return b"".join([piece async for piece in self.aiter_bytes()])
-
-
-class _Connection:
-    """One connection and the parser of the answer being read on it."""
-
-    def __init__(self, stream: anyio.abc.ByteStream, origin: Origin) -> None:
-        self.stream = stream
-        self.origin = origin
-        self.reset()
-
-    def reset(self) -> None:
-        """Ready for the next answer on this connection."""
-        self.parser = httptools.HttpResponseParser(self)
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self.headers_done = False
-        self.keep_alive = False
-        self.body: list[bytes] = []
-        self.complete = False
-        self.received = 0
-
-    # httptools' callbacks.
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-        # Asked now: once the message is complete the parser has moved on and says no.
-        self.keep_alive = self.parser.should_keep_alive()
-        self.headers_done = True
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-
-    async def receive(self, deadline: float) -> None:
-        """Read and parse what comes next; `_Closed` when the peer ended the connection."""
-        try:
-            with anyio.fail_after(max(deadline - anyio.current_time(), 0.0)):
-                data = await self.stream.receive(_READ_SIZE)
-        except TimeoutError:
-            raise  # an OSError too, but the call's time, not a closed connection
-        except (anyio.EndOfStream, anyio.BrokenResourceError, OSError):
-            if self.headers_done and not self._framed():
-                self.complete = True  # a body that ends with the connection
-                return
-            raise _Closed from None
-        self.received += len(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            raise ProviderError("answered with broken HTTP", status=502) from None
-
-    def _framed(self) -> bool:
-        return "content-length" in self.headers or "chunked" in self.headers.get(
-            "transfer-encoding", ""
-        )
-
-    def reusable(self) -> bool:
-        return self.complete and self.keep_alive
-
-    async def aclose(self) -> None:
-        with anyio.CancelScope(shield=True):
-            await self.stream.aclose()
 
 
 class LeanTransport:
@@ -146,128 +57,37 @@ class LeanTransport:
         ssl_context: ssl.SSLContext | None = None,
         max_connections: int = 256,
     ) -> None:
-        self._user_agent = user_agent
-        # Calls beyond this wait for a connection to be free, as in any pooled client.
-        self._slots = anyio.CapacityLimiter(max_connections)
-        self._ssl = ssl_context or ssl.create_default_context()
-        self._idle: dict[Origin, list[_Connection]] = {}
+        self._http = LeanHttp(
+            user_agent=user_agent, ssl_context=ssl_context, max_connections=max_connections
+        )
 
     @asynccontextmanager
     async def post(
         self, url: str, headers: Mapping[str, str], body: bytes, seconds: float | None
-    ) -> AsyncIterator[LeanResponse]:
-        """POST `body`; the answer once its headers came (`ProviderError` otherwise)."""
-        deadline = anyio.current_time() + (seconds if seconds is not None else 600.0)
-        parts = urlsplit(url)
-        origin = _origin(parts.scheme, parts.hostname or "", parts.port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        request = _request_bytes(origin, target, {"user-agent": self._user_agent, **headers}, body)
-        async with self._slots:
-            connection = await self._exchange(origin, request, deadline)
-            try:
-                yield LeanResponse(connection, deadline)
-            finally:
-                if connection.reusable():
-                    await self._release(connection)
-                else:
-                    await connection.aclose()
-
-    async def _exchange(self, origin: Origin, request: bytes, deadline: float) -> _Connection:
-        """Send and read the answer's head; a kept connection that was closed is replaced once."""
-        for attempt in (1, 2):
-            connection, reused = await self._connection(origin, deadline)
-            try:
-                await connection.stream.send(request)
-                while not connection.headers_done:
-                    await connection.receive(deadline)
-                return connection
-            except TimeoutError:
-                await connection.aclose()
-                raise ProviderTimeout("did not answer in time") from None
-            except (_Closed, anyio.BrokenResourceError, anyio.EndOfStream, OSError):
-                await connection.aclose()
-                # The peer closed a kept connection before reading the request: once more
-                # on a new one (nothing of this request reached it).
-                if reused and attempt == 1 and connection.received == 0:
-                    continue
-                raise ProviderError(
-                    "closed the connection before answering",
-                    status=502,
-                    code="provider_unreachable",
-                    retryable=True,
-                ) from None
-            except BaseException:
-                await connection.aclose()
-                raise
-        raise AssertionError("unreachable")
-
-    async def _connection(self, origin: Origin, deadline: float) -> tuple[_Connection, bool]:
-        idle = self._idle.get(origin)
-        while idle:
-            connection = idle.pop()
-            if _still_open(connection.stream):
-                return connection, True
-            await connection.aclose()
-        scheme, host, port = origin
-        seconds = min(_CONNECT_SECONDS, max(deadline - anyio.current_time(), 0.0))
+    ) -> AsyncIterator[ProviderAnswer]:
+        """POST `body`; the answer once its head came (`ProviderError` otherwise)."""
         try:
-            with anyio.fail_after(seconds):
-                stream: anyio.abc.ByteStream
-                if scheme == "https":
-                    stream = await anyio.connect_tcp(
-                        host, port, ssl_context=self._ssl, tls_standard_compatible=False
-                    )
-                else:
-                    stream = await anyio.connect_tcp(host, port)
-        except TimeoutError:
-            raise ProviderTimeout("could not be reached in time") from None
-        except OSError as exc:
-            raise ProviderError(
-                f"could not be reached: {type(exc).__name__}",
-                code="provider_unreachable",
-                retryable=True,
-            ) from None
-        return _Connection(stream, origin), False
-
-    async def _release(self, connection: _Connection) -> None:
-        idle = self._idle.setdefault(connection.origin, [])
-        if len(idle) < _MAX_IDLE_PER_ORIGIN:
-            connection.reset()
-            idle.append(connection)
-        else:
-            await connection.aclose()
+            async with self._http.post(url, headers, body, seconds) as response:
+                yield ProviderAnswer(response)  # its body's failures are mapped as they come
+        except HttpFailure as exc:
+            raise provider_error(exc) from None
 
     async def aclose(self) -> None:
         """Close every kept connection."""
-        for idle in self._idle.values():
-            for connection in idle:
-                await connection.aclose()
-        self._idle.clear()
+        await self._http.aclose()
 
 
-def _origin(scheme: str, host: str, port: int | None) -> Origin:
-    if scheme not in ("http", "https") or not host:
-        raise ProviderError(f"a provider address must be http(s)://host, got {scheme}://{host}")
-    return scheme, host, port or (443 if scheme == "https" else 80)
-
-
-def _request_bytes(origin: Origin, target: str, headers: Mapping[str, str], body: bytes) -> bytes:
-    scheme, host, port = origin
-    default = 443 if scheme == "https" else 80
-    lines = [f"POST {target} HTTP/1.1", f"host: {host}" + (f":{port}" if port != default else "")]
-    for name, value in headers.items():
-        if any(char in name or char in value for char in "\r\n"):
-            raise ProviderError(f"a provider header holds a line break: {name!r}")
-        lines.append(f"{name}: {value}")
-    lines.append(f"content-length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def _still_open(stream: anyio.abc.ByteStream) -> bool:
-    """Whether a kept connection can take a request: an idle HTTP/1.1 connection has
-    nothing to read, so a readable one was closed (or broken) by the peer."""
-    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)  # noqa: S610 - anyio's extra
-    if raw is None:
-        return True
-    readable, _, _ = select.select([raw.fileno()], [], [], 0)
-    return not readable
+def provider_error(failure: HttpFailure) -> ProviderError:
+    """The lean client's failure as routing reads it: retryable unless the request was bad."""
+    message = str(failure)
+    if isinstance(failure, RequestRefused):
+        return ProviderError(message.replace("an address", "a provider address"))
+    if isinstance(failure, BrokenHttp):
+        return ProviderError(message, status=502)
+    if isinstance(failure, BodyBroken):
+        return ProviderError(message, status=502, code="provider_stream_broken", retryable=True)
+    if isinstance(failure, ClosedBeforeAnswer):
+        return ProviderError(message, status=502, code="provider_unreachable", retryable=True)
+    if isinstance(failure, Unreachable):
+        return ProviderError(message, code="provider_unreachable", retryable=True)
+    return ProviderTimeout(message)  # no connection, head or body within the call's time

@@ -7,9 +7,11 @@ message and `ALLOWED_MODULES` all read it.
 """
 
 from __future__ import annotations
+import __future__
 
 import base64
 import collections
+import dataclasses
 import datetime
 import decimal
 import hashlib
@@ -24,6 +26,7 @@ import statistics
 import string
 import sys
 import time
+import typing
 import urllib.parse
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, ModuleType
@@ -190,8 +193,25 @@ _STATIC: Final[dict[str, Mapping[str, object]]] = {
         *("count", "cycle", "dropwhile", "filterfalse", "groupby", "islice", "pairwise"),
         *("permutations", "product", "repeat", "starmap", "takewhile", "tee", "zip_longest"),
     ),
-    # namedtuple is left out: it builds classes with exec.
-    "collections": _pick(collections, "Counter", "defaultdict", "OrderedDict", "deque", "ChainMap"),
+    # namedtuple builds its class with exec, from names it checks are identifiers.
+    "collections": _pick(
+        collections, "Counter", "defaultdict", "OrderedDict", "deque", "ChainMap", "namedtuple"
+    ),
+    # dataclass builds methods with exec from the class's field names (identifiers);
+    # make_dataclass, which takes a namespace and bases from its caller, is left out.
+    "dataclasses": _pick(
+        dataclasses,
+        *("dataclass", "field", "fields", "asdict", "astuple", "replace", "is_dataclass"),
+        "FrozenInstanceError",
+    ),
+    # Names for annotations; nothing that evaluates strings (get_type_hints) or makes
+    # classes (NamedTuple, TypedDict, Protocol, Generic).
+    "typing": _pick(
+        typing,
+        *("Any", "Callable", "Dict", "FrozenSet", "Generator", "Iterable", "Iterator"),
+        *("List", "Literal", "Mapping", "Optional", "Sequence", "Set", "Tuple", "Union"),
+        "cast",
+    ),
     "decimal": _pick(
         decimal,
         *("Decimal", "InvalidOperation", "DivisionByZero", "ROUND_HALF_UP", "ROUND_HALF_EVEN"),
@@ -220,7 +240,8 @@ _RANDOM_METHODS = (
 
 _ORDER = (
     *("json", "math", "re", "datetime", "base64", "hashlib", "hmac", "random", "urllib.parse"),
-    *("string", "itertools", "collections", "decimal", "statistics", "time"),
+    *("string", "itertools", "collections", "dataclasses", "decimal", "statistics", "time"),
+    "typing",
 )
 ALLOWED_MODULES: Final[tuple[str, ...]] = _ORDER
 _PARENTS: Final = {"urllib": ("urllib.parse",)}
@@ -246,6 +267,9 @@ def build_facades() -> dict[str, Facade]:
     return facades
 
 
+_FUTURE: Final = Facade("__future__", _pick(__future__, "annotations"))
+
+
 def make_importer(facades: Mapping[str, Facade]) -> Callable[..., Facade]:
     """The `__import__` for one run: facades for allowed names, `ImportError` for the rest."""
 
@@ -258,6 +282,8 @@ def make_importer(facades: Mapping[str, Facade]) -> Callable[..., Facade]:
     ) -> Facade:
         if level != 0:
             raise ImportError("relative imports are not available in tools")
+        if name == "__future__":
+            return _FUTURE  # `from __future__ import annotations`, as the compiler read it
         if name not in facades and name.startswith("_") and name in sys.modules:
             # C code (datetime.strptime -> _strptime) imports through the current frame's
             # __import__ and then reads sys.modules itself; tool source cannot name such
@@ -277,8 +303,10 @@ def make_importer(facades: Mapping[str, Facade]) -> Callable[..., Facade]:
 
 def _warm_up() -> None:
     # Imported lazily by the stdlib on first use; load them now (in the zygote) so a
-    # child with file access denied can still call datetime.strptime / time.strftime.
+    # child with file access denied can still call datetime.strptime / time.strftime
+    # and Counter.most_common (heapq).
     importlib.import_module("_strptime")
+    importlib.import_module("heapq")
     time.strftime("%Y")
 
 

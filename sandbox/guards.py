@@ -34,6 +34,7 @@ __all__ = [
     "RunGuards",
     "guarded_getattr",
     "guarded_getitem",
+    "is_private_name",
     "plain_json",
 ]
 
@@ -247,7 +248,7 @@ class RunGuards:
     def names(self) -> dict[str, object]:
         """The `_..._` globals RestrictedPython's rewritten code expects."""
         return {
-            "_getattr_": guarded_getattr,
+            "_getattr_": self.getattr,
             "_getitem_": guarded_getitem,
             "_getiter_": iter,
             "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
@@ -258,6 +259,39 @@ class RunGuards:
             "_print_": self.printer,
             "__metaclass__": self.define_class,
         }
+
+    def getattr(self, obj: object, name: object, default: object = _MISSING) -> object:
+        """`guarded_getattr`, plus the tool's own private attributes (`self._items`).
+
+        A name with one leading underscore is read only where the tool put it: in the
+        instance's own `__dict__` or in the body of a class the tool defined; a
+        library class's private members stay refused, and a missing one is absent."""
+        if type(name) is str and is_private_name(name) and self._is_owned(obj):
+            if self._defines(obj, name):
+                return _check_value(getattr(obj, name), f"attribute {name!r}")
+            if default is not _MISSING:
+                return default
+            raise AttributeError(f"{_describe(obj)} has no attribute {name!r}")
+        return guarded_getattr(obj, name, default)
+
+    def hasattr(self, obj: object, name: object) -> bool:
+        """`hasattr` through `getattr` (a refused attribute does not exist)."""
+        try:
+            self.getattr(obj, name)
+        except AttributeError:
+            return False
+        return True
+
+    def _is_owned(self, obj: object) -> bool:
+        return type(obj) in self.owned or (isinstance(obj, type) and obj in self.owned)
+
+    def _defines(self, obj: object, name: str) -> bool:
+        cls = obj if isinstance(obj, type) else type(obj)
+        if not isinstance(obj, type):
+            own = getattr(obj, "__dict__", None)
+            if isinstance(own, dict) and name in own:
+                return True
+        return any(name in vars(klass) for klass in cls.__mro__ if klass in self.owned)
 
     def write(self, obj: object) -> object:
         kind = type(obj)
@@ -281,6 +315,20 @@ class RunGuards:
         cls = type(name, bases, namespace)
         self.owned.add(cls)
         return cls
+
+
+def is_private_name(name: str) -> bool:
+    """A name with one leading underscore (`_cache`, `_helper`), as people write them.
+
+    Not a dunder or a mangled `__x`, and not the names RestrictedPython's rewritten code
+    relies on: its guards all end with `_` (`_getattr_`, `_write_`...), its print
+    collector is `_print`."""
+    return (
+        name.startswith("_")
+        and not name.startswith("__")
+        and not name.endswith("_")
+        and name != "_print"
+    )
 
 
 def _inplacevar(op: str, target: object, value: object) -> object:

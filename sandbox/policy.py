@@ -14,6 +14,7 @@ import ast
 import builtins
 import json
 import re
+import sys
 import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from RestrictedPython.compile import compile_restricted_exec
-from RestrictedPython.transformer import RestrictingNodeTransformer
+from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer
 
 from sandbox.facades import (
     ALLOWED_MODULES,
@@ -39,6 +40,7 @@ from sandbox.guards import (
     RunGuards,
     guarded_getattr,
     guarded_hasattr,
+    is_private_name,
     plain_json,
 )
 
@@ -59,6 +61,11 @@ __all__ = [
 ]
 
 TOOL_FILENAME: Final = "<tool>"
+# The module name of tool code (its classes' `__module__`). Registered as an empty
+# module, as any module defining classes is: dataclasses looks a class's module up to
+# read string annotations (`from __future__ import annotations`).
+TOOL_MODULE: Final = "sandbox.tool_code"
+sys.modules.setdefault(TOOL_MODULE, types.ModuleType(TOOL_MODULE))
 MAX_SOURCE_BYTES: Final = 262_144
 # Compile errors quote only the source, which never holds a call's variables, so
 # they are cut here. Messages of a run quote its values (secrets among them): they
@@ -123,8 +130,48 @@ POLICY: Final = PolicyDescription(
 )
 
 
+# Special methods a tool's own classes may define, beyond RestrictedPython's `__init__`
+# and comparisons: the value, number and container protocols and `__post_init__`. Not
+# the attribute hooks (`__getattr__`, `__setattr__`...), descriptors, `__new__`,
+# `__del__`, pickling or class-creation hooks.
+_SPECIAL_METHODS: Final = frozenset(
+    {
+        *("__repr__", "__str__", "__format__", "__hash__", "__bool__", "__len__"),
+        *("__iter__", "__next__", "__reversed__", "__contains__", "__missing__"),
+        *("__getitem__", "__setitem__", "__delitem__", "__call__", "__enter__", "__exit__"),
+        *("__neg__", "__pos__", "__abs__", "__invert__", "__round__", "__int__", "__float__"),
+        *("__index__", "__post_init__"),
+        *(
+            f"__{prefix}{name}__"
+            for name in (
+                *("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"),
+                *("and", "or", "xor", "lshift", "rshift"),
+            )
+            for prefix in ("", "r", "i")
+        ),
+    }
+)
+
+
 class _ToolTransformer(RestrictingNodeTransformer):
-    """RestrictedPython's transformer, plus annotated assignments (annotation dropped)."""
+    """RestrictedPython's transformer, with what everyday code needs:
+
+    - augmented assignment to attributes and items (`obj.n += 1`, `totals[k] += v`),
+      which RestrictedPython refuses, rewritten to the guarded plain assignment with
+      the target evaluated once;
+    - annotated assignments: kept in class bodies (dataclasses read them), the
+      annotation dropped elsewhere;
+    - names and attributes with one leading underscore (`self._items`); the guards
+      decide at run time whose attributes they are (`RunGuards.getattr`);
+    - the special methods of `_SPECIAL_METHODS` in class bodies.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._scopes: list[str] = []  # "class" or "function", innermost last
+        self._made: set[int] = set()  # ids of the guard names this transformer wrote
+        self._methods: set[int] = set()  # ids of special-method definitions allowed
+        self._temporaries = 0
 
     def visit(self, node: ast.AST) -> Any:
         """`NodeVisitor.visit`, with the method for each node type looked up once.
@@ -139,11 +186,112 @@ class _ToolTransformer(RestrictingNodeTransformer):
             method = _VISITORS[kind] = getattr(_ToolTransformer, f"visit_{kind.__name__}", generic)
         return method(self, node)
 
+    def check_name(self, node: Any, name: str | None, allow_magic_methods: bool = False) -> None:
+        if name is not None and (
+            is_private_name(name)
+            or id(node) in self._made
+            or (id(node) in self._methods and name == getattr(node, "name", None))
+        ):
+            return
+        super().check_name(node, name, allow_magic_methods)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        self._scopes.append("class")
+        try:
+            return super().visit_ClassDef(node)
+        finally:
+            self._scopes.pop()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        if self._scopes[-1:] == ["class"] and node.name in _SPECIAL_METHODS:
+            self._methods.add(id(node))
+        self._scopes.append("function")
+        try:
+            return super().visit_FunctionDef(node)
+        finally:
+            self._scopes.pop()
+
+    def visit_Lambda(self, node: ast.Lambda) -> Any:
+        self._scopes.append("function")
+        try:
+            return super().visit_Lambda(node)
+        finally:
+            self._scopes.pop()
+
+    def visit_Attribute(self, node: ast.Attribute) -> Any:
+        if not is_private_name(node.attr):
+            return super().visit_Attribute(node)
+        name = node.attr
+        node.attr = "private"  # past the compile-time check; the guards decide at run time
+        visited = super().visit_Attribute(node)
+        if isinstance(visited, ast.Call):  # a read: _getattr_(value, "private")
+            visited.args[1] = ast.copy_location(ast.Constant(name), visited.args[1])
+        elif isinstance(visited, ast.Attribute):  # a write or delete: _write_(value).private
+            visited.attr = name
+        return visited
+
     def visit_AnnAssign(self, node: ast.AnnAssign) -> object:
+        if self._scopes[-1:] == ["class"] and isinstance(node.target, ast.Name):
+            return self.node_contents_visit(node)  # the class's annotations, for dataclasses
         if node.value is None:
             return ast.copy_location(ast.Pass(), node)
         assign = ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)
         return self.visit_Assign(assign)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> Any:
+        """`a.b += c` as `t = a; t.b = _inplacevar_("+=", t.b, c)` (items alike), so
+        the read, the write and the in-place operator all go through the guards."""
+        target = node.target
+        if not isinstance(target, ast.Attribute | ast.Subscript):
+            return super().visit_AugAssign(node)
+        statements: list[ast.stmt] = []
+        holder = self._temporary(statements, target.value)
+
+        def place(context: ast.expr_context) -> ast.expr:
+            if isinstance(target, ast.Attribute):
+                return ast.Attribute(value=_load(holder), attr=target.attr, ctx=context)
+            return ast.Subscript(value=_load(holder), slice=key(), ctx=context)
+
+        if isinstance(target, ast.Subscript):
+            index = target.slice
+            if isinstance(index, ast.Slice):
+                bounds = [
+                    None if part is None else self._temporary(statements, part)
+                    for part in (index.lower, index.upper, index.step)
+                ]
+
+                def key() -> ast.expr:
+                    lower, upper, step = (None if b is None else _load(b) for b in bounds)
+                    return ast.Slice(lower=lower, upper=upper, step=step)
+
+            else:
+                name = self._temporary(statements, index)
+
+                def key() -> ast.expr:
+                    return _load(name)
+
+        operator = ast.Name("_inplacevar_", ast.Load())
+        self._made.add(id(operator))
+        update = ast.Call(
+            func=operator,
+            args=[ast.Constant(IOPERATOR_TO_STR[type(node.op)]), place(ast.Load()), node.value],
+            keywords=[],
+        )
+        statements.append(ast.Assign(targets=[place(ast.Store())], value=update))
+        for statement in statements:
+            ast.fix_missing_locations(ast.copy_location(statement, node))
+        return [self.visit(statement) for statement in statements]
+
+    def _temporary(self, statements: list[ast.stmt], value: ast.expr) -> str:
+        """Evaluate `value` once into a name tool code cannot write (it is no identifier)."""
+        self._temporaries += 1
+        name = f"aug.{self._temporaries}"
+        statements.append(ast.Assign(targets=[ast.Name(name, ast.Store())], value=value))
+        return name
+
+
+def _load(name: str) -> ast.Name:
+    return ast.Name(name, ast.Load())
 
 
 _SIZER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # made once, not per call
@@ -163,8 +311,9 @@ def compile_tool(source: str) -> types.CodeType:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            # dont_inherit: tool code gets only the future features it asks for itself.
             compiled = compile_restricted_exec(
-                source, filename=TOOL_FILENAME, policy=_ToolTransformer
+                source, filename=TOOL_FILENAME, dont_inherit=True, policy=_ToolTransformer
             )
     except SyntaxError as exc:
         message = f"line {exc.lineno}: {type(exc).__name__}: {exc.msg}"
@@ -218,8 +367,8 @@ def run_tool(
     }
     scope.update(guards.names())
     scope.update(
-        __builtins__=_builtins(facades),
-        __name__="tool",
+        __builtins__=_builtins(facades, guards),
+        __name__=TOOL_MODULE,
         http=HttpHelper(http),
     )
     failure: PolicyError | None = None
@@ -240,9 +389,11 @@ def run_tool(
     return _result(scope.get("result"), limits), guards.output.text()
 
 
-def _builtins(facades: Mapping[str, Facade]) -> dict[str, object]:
+def _builtins(facades: Mapping[str, Facade], guards: RunGuards) -> dict[str, object]:
     table = dict(_BASE_BUILTINS)
     table["__import__"] = make_importer(facades)
+    table["getattr"] = guards.getattr
+    table["hasattr"] = guards.hasattr
     return table
 
 

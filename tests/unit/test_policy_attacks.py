@@ -77,12 +77,10 @@ COMPILE_REFUSED = {
     "ag_frame": ("a = None\na.ag_frame", '"ag_frame" is a restricted name'),
     "fstring_walk": ("g = (x for x in [])\ns = f'{g.gi_frame}'", '"gi_frame" is a restricted'),
     # module graph through facades
-    "re_compiler": ("import re\nre._compiler", '"_compiler" is an invalid attribute name'),
     "hashlib_builtins": ("import hashlib\nhashlib.__builtins__", '"__builtins__" is an invalid'),
     "math_loader": ("import math\nmath.__loader__", '"__loader__" is an invalid'),
     "func_globals": ("import json\njson.dumps.__globals__", '"__globals__" is an invalid'),
     "bound_self": ("import random\nrandom.random.__self__", '"__self__" is an invalid'),
-    "from_private": ("from json import _default_encoder", '"_default_encoder" is an invalid'),
     "star_import": ("from json import *", '"*" imports are not allowed'),
     # guard-name shadowing
     "assign_guard": ("_getattr_ = lambda o, n: 1", '"_getattr_" is an invalid variable name'),
@@ -106,6 +104,26 @@ COMPILE_REFUSED = {
     "del_guard": ("del _getattr_", '"_getattr_" is an invalid'),
     "global_guard": ("global _write_\n_write_ = 1", '"_write_" is an invalid'),
     "metaclass_name": ("__metaclass__ = None", '"__metaclass__" is an invalid'),
+    "aug_generator_walk": ("g = (x for x in [1])\na = [g]\na[0].gi_frame += 1", '"gi_frame" is a'),
+    "print_collector": ("_print = None", '"_print" is an invalid variable name'),
+    "aug_guard_attribute": ("x = []\nx._getattr_ += 1", '"_getattr_" is an invalid attribute'),
+    "aug_dunder_attribute": ("x = []\nx.__class__ += 1", '"__class__" is an invalid attribute'),
+    "mangled_attribute": ("class A:\n    def f(self):\n        return self.__x", '"__x"'),
+    "attribute_hook": (
+        "class A:\n    def __getattribute__(self, name):\n        return 1",
+        '"__getattribute__" is an invalid variable name',
+    ),
+    "setattr_hook": (
+        "class A:\n    def __setattr__(self, name, value):\n        pass",
+        '"__setattr__" is an invalid variable name',
+    ),
+    "new_hook": ("class A:\n    def __new__(cls):\n        pass", '"__new__" is an invalid'),
+    "del_hook": ("class A:\n    def __del__(self):\n        pass", '"__del__" is an invalid'),
+    "special_outside_a_class": ("def __add__(a, b):\n    pass", '"__add__" is an invalid'),
+    "special_method_guard_param": (
+        "class A:\n    def __add__(self, _getattr_):\n        pass",
+        '"_getattr_" is an invalid',
+    ),
     "metaclass_kw": ("class A(metaclass=len):\n    pass", '"metaclass" is not allowed'),
     # builtins tampering
     "builtins_item": ("__builtins__['len'] = None", '"__builtins__" is an invalid'),
@@ -177,6 +195,47 @@ RUNTIME_REFUSED = {
     "from_private_module": ("from _strptime import locale", "cannot import name 'locale'"),
     "urllib_request": ("from urllib import request", "cannot import name 'request'"),
     "mro": ("class A:\n    pass\nA.mro()", "'mro' is not allowed"),
+    # private names: a library's stay refused; only the tool's own objects have them
+    "re_compiler": ("import re\nre._compiler", "'_compiler' is not allowed: names starting"),
+    "from_private": ("from json import _default_encoder", "cannot import name"),
+    "library_private": (
+        "import random\nrandom.Random()._randbelow(3)",
+        "'_randbelow' is not allowed: names starting with '_' are private",
+    ),
+    "inherited_private": (
+        "import random\nclass R(random.Random):\n    pass\nR()._randbelow(3)",
+        "has no attribute '_randbelow'",
+    ),
+    "getattr_library_private": (
+        "import random\ngetattr(random.Random(), '_randbelow')",
+        "'_randbelow' is not allowed",
+    ),
+    "private_class_attribute_of_a_library_base": (
+        "import random\nclass R(random.Random):\n    pass\nR._randbelow",
+        "the type 'R' has no attribute '_randbelow'",
+    ),
+    # augmented assignment goes through the same guards as the plain one
+    "aug_facade": ("import math\nmath.pi += 1", "cannot change a 'Facade'"),
+    "aug_type": (
+        "import datetime\ndatetime.timedelta.max += datetime.timedelta(0)",
+        "cannot change the type 'timedelta'",
+    ),
+    "aug_library_item": (
+        "import hashlib\nhashlib.algorithms_guaranteed[0] += 'x'",
+        "'frozenset' object is not subscriptable",
+    ),
+    # what the new modules could reach
+    "namedtuple_field_injection": (
+        "from collections import namedtuple\nnamedtuple('P', ['x', 'y): import os #'])",
+        "ValueError: Type names and field names must be valid identifiers",
+    ),
+    "dataclass_on_a_builtin": (
+        "from dataclasses import dataclass\ndataclass(int)",
+        "TypeError",
+    ),
+    "make_dataclass": ("from dataclasses import make_dataclass", "cannot import name"),
+    "type_hints": ("from typing import get_type_hints", "cannot import name"),
+    "future_feature": ("from __future__ import barry_as_FLUFL", "cannot import name"),
     # builtins that are not there
     "type": ("type(1)", "NameError: name 'type' is not defined"),
     "object": ("object", "NameError: name 'object' is not defined"),

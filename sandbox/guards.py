@@ -26,6 +26,7 @@ from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 __all__ = [
     "FORBIDDEN_TYPES",
     "FORBIDDEN_VALUE_TYPES",
+    "SPECIAL_METHODS",
     "JsonValue",
     "NotPlainJson",
     "OutputBuffer",
@@ -78,6 +79,28 @@ _FORBIDDEN_VALUES: tuple[object, ...] = (type, object, super)
 # `mro` is the one non-underscore walk up a class hierarchy (to `object`).
 _FORBIDDEN_NAMES = INSPECT_ATTRIBUTES | {"mro"}
 _FORMAT_METHODS = frozenset({"format", "format_map"})
+# Special methods a tool's own classes may define and reach through `super()`: `__init__`
+# and the comparisons (RestrictedPython's own list), the value, number and container
+# protocols and `__post_init__`. Not the attribute hooks (`__getattr__`, `__setattr__`...),
+# descriptors, `__new__`, `__del__`, pickling or class-creation hooks.
+SPECIAL_METHODS: frozenset[str] = frozenset(
+    {
+        *("__init__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"),
+        *("__repr__", "__str__", "__format__", "__hash__", "__bool__", "__len__"),
+        *("__iter__", "__next__", "__reversed__", "__contains__", "__missing__"),
+        *("__getitem__", "__setitem__", "__delitem__", "__call__", "__enter__", "__exit__"),
+        *("__neg__", "__pos__", "__abs__", "__invert__", "__round__", "__int__", "__float__"),
+        *("__index__", "__post_init__"),
+        *(
+            f"__{prefix}{name}__"
+            for name in (
+                *("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"),
+                *("and", "or", "xor", "lshift", "rshift"),
+            )
+            for prefix in ("", "r", "i")
+        ),
+    }
+)
 _MISSING = object()
 
 
@@ -255,6 +278,7 @@ class RunGuards:
             "_unpack_sequence_": guarded_unpack_sequence,
             "_write_": self.write,
             "_inplacevar_": _inplacevar,
+            "_super_getattr_": self.super_getattr,
             "_apply_": _apply,
             "_print_": self.printer,
             "__metaclass__": self.define_class,
@@ -273,6 +297,22 @@ class RunGuards:
                 return default
             raise AttributeError(f"{_describe(obj)} has no attribute {name!r}")
         return guarded_getattr(obj, name, default)
+
+    def super_getattr(self, cls: type, instance: object, name: str) -> object:
+        """`super().name` in a method of the tool's own class `cls`: public names as
+        `getattr` allows them, the tool's own private ones, and the special methods a
+        tool may define (`super().__init__(...)`)."""
+        if cls not in self.owned:
+            raise TypeError("super() is only available in the tool's own classes")
+        if name.startswith("__") and name not in SPECIAL_METHODS:
+            raise AttributeError(f"super().{name} is not allowed in tools")
+        if is_private_name(name):
+            mro = type(instance).__mro__ if not isinstance(instance, type) else instance.__mro__
+            if not any(name in vars(klass) for klass in mro if klass in self.owned):
+                raise AttributeError(f"super() has no attribute {name!r} of the tool's own")
+        proxy = super(cls, cast(Any, instance))
+        value = guarded_getattr(proxy, name) if name[0].isalpha() else getattr(proxy, name)
+        return _check_value(value, f"attribute {name!r}")
 
     def hasattr(self, obj: object, name: object) -> bool:
         """`hasattr` through `getattr` (a refused attribute does not exist)."""

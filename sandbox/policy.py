@@ -34,6 +34,7 @@ from sandbox.facades import (
     make_importer,
 )
 from sandbox.guards import (
+    SPECIAL_METHODS,
     JsonValue,
     NotPlainJson,
     PolicyError,
@@ -130,29 +131,6 @@ POLICY: Final = PolicyDescription(
 )
 
 
-# Special methods a tool's own classes may define, beyond RestrictedPython's `__init__`
-# and comparisons: the value, number and container protocols and `__post_init__`. Not
-# the attribute hooks (`__getattr__`, `__setattr__`...), descriptors, `__new__`,
-# `__del__`, pickling or class-creation hooks.
-_SPECIAL_METHODS: Final = frozenset(
-    {
-        *("__repr__", "__str__", "__format__", "__hash__", "__bool__", "__len__"),
-        *("__iter__", "__next__", "__reversed__", "__contains__", "__missing__"),
-        *("__getitem__", "__setitem__", "__delitem__", "__call__", "__enter__", "__exit__"),
-        *("__neg__", "__pos__", "__abs__", "__invert__", "__round__", "__int__", "__float__"),
-        *("__index__", "__post_init__"),
-        *(
-            f"__{prefix}{name}__"
-            for name in (
-                *("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"),
-                *("and", "or", "xor", "lshift", "rshift"),
-            )
-            for prefix in ("", "r", "i")
-        ),
-    }
-)
-
-
 class _ToolTransformer(RestrictingNodeTransformer):
     """RestrictedPython's transformer, with what everyday code needs:
 
@@ -163,12 +141,13 @@ class _ToolTransformer(RestrictingNodeTransformer):
       annotation dropped elsewhere;
     - names and attributes with one leading underscore (`self._items`); the guards
       decide at run time whose attributes they are (`RunGuards.getattr`);
-    - the special methods of `_SPECIAL_METHODS` in class bodies.
+    - the special methods of `SPECIAL_METHODS` in class bodies.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._scopes: list[str] = []  # "class" or "function", innermost last
+        self._instances: list[str | None] = []  # per function: its `self` if a method
         self._made: set[int] = set()  # ids of the guard names this transformer wrote
         self._methods: set[int] = set()  # ids of special-method definitions allowed
         self._temporaries = 0
@@ -203,22 +182,30 @@ class _ToolTransformer(RestrictingNodeTransformer):
             self._scopes.pop()
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
-        if self._scopes[-1:] == ["class"] and node.name in _SPECIAL_METHODS:
+        method = self._scopes[-1:] == ["class"]
+        if method and node.name in SPECIAL_METHODS:
             self._methods.add(id(node))
+        parameters = [*node.args.posonlyargs, *node.args.args]
+        self._instances.append(parameters[0].arg if method and parameters else None)
         self._scopes.append("function")
         try:
             return super().visit_FunctionDef(node)
         finally:
             self._scopes.pop()
+            self._instances.pop()
 
     def visit_Lambda(self, node: ast.Lambda) -> Any:
         self._scopes.append("function")
+        self._instances.append(None)
         try:
             return super().visit_Lambda(node)
         finally:
             self._scopes.pop()
+            self._instances.pop()
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
+        if _is_super_call(node.value) and isinstance(node.ctx, ast.Load):
+            return self._super_attribute(node)
         if not is_private_name(node.attr):
             return super().visit_Attribute(node)
         name = node.attr
@@ -229,6 +216,22 @@ class _ToolTransformer(RestrictingNodeTransformer):
         elif isinstance(visited, ast.Attribute):  # a write or delete: _write_(value).private
             visited.attr = name
         return visited
+
+    def _super_attribute(self, node: ast.Attribute) -> Any:
+        """`super().name` in a method as `_super_getattr_(__class__, self, "name")`: the
+        guard builds the `super` (never handed to tool code) and allows the public
+        names, the tool's own private ones and the special methods a tool may define."""
+        instance = self._instances[-1] if self._instances else None
+        if instance is None:
+            self.error(node, "super() is only available as super().name in a method")
+            return node
+        if node.attr not in SPECIAL_METHODS:
+            self.check_name(node, node.attr)
+        guard, cell = ast.Name("_super_getattr_", ast.Load()), ast.Name("__class__", ast.Load())
+        self._made.update((id(guard), id(cell)))
+        arguments = [cell, ast.Name(instance, ast.Load()), ast.Constant(node.attr)]
+        call = ast.Call(func=guard, args=arguments, keywords=[])
+        return self.visit_Call(ast.fix_missing_locations(ast.copy_location(call, node)))
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> object:
         if self._scopes[-1:] == ["class"] and isinstance(node.target, ast.Name):
@@ -288,6 +291,17 @@ class _ToolTransformer(RestrictingNodeTransformer):
         name = f"aug.{self._temporaries}"
         statements.append(ast.Assign(targets=[ast.Name(name, ast.Store())], value=value))
         return name
+
+
+def _is_super_call(node: ast.expr) -> bool:
+    """`super()` as written in a method (the zero-argument form only)."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "super"
+        and not node.args
+        and not node.keywords
+    )
 
 
 def _load(name: str) -> ast.Name:

@@ -141,7 +141,18 @@ COMPILE_REFUSED = {
     "lambda_default": ("f = lambda x=__builtins__: x", '"__builtins__" is an invalid'),
     "lambda_code": ("(lambda: 0).__code__", '"__code__" is an invalid'),
     "nonlocal": ("def f():\n    x = 1\n    def g():\n        nonlocal x", "Nonlocal"),
-    "super_init": ("class A:\n    def __init__(self):\n        super().__init__()", "__init__"),
+    "super_outside_a_method": ("super().x", "super() is only available as super().name"),
+    "super_in_a_plain_function": ("def f(a):\n    return super().x", "super() is only available"),
+    "super_hook": (
+        "class A:\n    def f(self):\n        return super().__getattribute__('x')",
+        '"__getattribute__" is an invalid',
+    ),
+    "super_subclass_hook": (
+        "class A:\n    def f(self):\n        return super().__init_subclass__",
+        '"__init_subclass__" is an invalid',
+    ),
+    "class_cell": ("class A:\n    def f(self):\n        return __class__", '"__class__" is an'),
+    "super_guard_by_name": ("_super_getattr_(1, 2, 'x')", '"_super_getattr_" is an invalid'),
     "match": ("match 1:\n    case _getattr_:\n        pass", "Match statements"),
 }
 
@@ -213,6 +224,11 @@ RUNTIME_REFUSED = {
     "private_class_attribute_of_a_library_base": (
         "import random\nclass R(random.Random):\n    pass\nR._randbelow",
         "the type 'R' has no attribute '_randbelow'",
+    ),
+    "super_private_of_a_library_base": (
+        "import random\nclass R(random.Random):\n    def f(self):\n"
+        "        return super()._randbelow(3)\nR().f()",
+        "super() has no attribute '_randbelow' of the tool's own",
     ),
     # augmented assignment goes through the same guards as the plain one
     "aug_facade": ("import math\nmath.pi += 1", "cannot change a 'Facade'"),

@@ -122,6 +122,36 @@ EVERYDAY: dict[str, tuple[str, JsonValue]] = {
         """,
         [10, "Account('ana', 10)", "amount must be positive", 0.75, False, "none"],
     ),
+    "inheritance_with_super": (
+        """
+        class Shape:
+            def __init__(self, name):
+                self.name = name
+                self._sides = 0
+
+            def describe(self):
+                return f"{self.name} with {self._sides} sides"
+
+            def _unit(self):
+                return "cm"
+
+        class Square(Shape):
+            def __init__(self, side):
+                super().__init__("square")
+                self._sides = 4
+                self.side = side
+
+            def describe(self):
+                return super().describe() + f", {self.side} {super()._unit()} each"
+
+            def __eq__(self, other):
+                return super().__eq__(other)
+
+        square = Square(3)
+        result = [square.describe(), isinstance(square, Shape), square == square]
+        """,
+        ["square with 4 sides, 3 cm each", True, True],
+    ),
     "special_methods": (
         """
         class Vector:

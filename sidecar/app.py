@@ -23,6 +23,7 @@ from sidecar.mcp.variables_file import load_variables_file
 from sidecar.metrics import Metrics
 from sidecar.services import Services, open_services
 from sidecar.settings import Settings
+from sidecar.shutdown import Drain
 from tools.base import VariableValue
 
 __all__ = ["create_app"]
@@ -41,9 +42,11 @@ def create_app(
     Given `services`, the app uses them and whoever opened them closes them (the
     `serve` command does); without, the app opens its own in its lifespan. The
     variables of MCP calls are read from `SIDECAR_MCP_VARIABLES_FILE` now, unless
-    given (`VariablesFileError` names a bad file).
+    given (`VariablesFileError` names a bad file). The app's shutdown drain is the
+    services' (`Services.drain`), which the `serve` command's server runs on SIGTERM.
     """
     metrics = services.metrics if services is not None else Metrics()
+    drain = services.drain if services is not None else Drain()
     variables = (
         load_variables_file(settings.mcp_variables_file) if mcp_variables is None else mcp_variables
     )
@@ -54,7 +57,7 @@ def create_app(
             opened = (
                 services
                 if services is not None
-                else await stack.enter_async_context(open_services(settings, metrics))
+                else await stack.enter_async_context(open_services(settings, metrics, drain))
             )
             app.state.services = opened
             # A fresh MCP server per run: its session manager runs only once.
@@ -110,6 +113,7 @@ def create_app(
             api_keys=[key.get_secret_value() for key in settings.api_keys],
             max_body_bytes=settings.max_body_bytes,
             metrics=metrics,
+            drain=drain,
         )
     ]
     return Starlette(

@@ -36,6 +36,7 @@ from sidecar.registry.manifests import load_agent_manifests, load_tool_manifests
 from sidecar.registry.references import parse_reference
 from sidecar.services import open_services
 from sidecar.settings import Settings, env_name
+from sidecar.shutdown import Drain
 from sidecar.variables import secret_values
 from tools.base import JsonValue, Secret, VariableValue
 
@@ -130,12 +131,41 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _Server(uvicorn.Server):
-    """Stops on SIGINT/SIGTERM like uvicorn, then returns instead of re-raising the signal,
-    so that the resources opened around it are closed and the exit code is 0."""
+    """uvicorn's server with the service's shutdown.
+
+    The first SIGINT/SIGTERM begins the drain (`/readyz` fails, new work is refused);
+    the server keeps serving until the work in flight is done or
+    `SIDECAR_SHUTDOWN_GRACE` seconds passed, cuts what is left (each cut request
+    answers `shutting_down`), and only then lets uvicorn close its listener and
+    connections. A second signal cuts at once. Returns instead of re-raising the
+    signal, so that the resources opened around it are closed and the exit code is 0.
+    """
+
+    def __init__(self, config: uvicorn.Config, drain: Drain, grace: float) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._grace = grace
+        self._signals = 0
+        self._drained = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
+        self._signals += 1
+        if self._signals == 1:
+            self._drain.begin()  # a flag: the main loop's next tick does the rest
+        else:
+            super().handle_exit(sig, frame)
         self._captured_signals.clear()
+
+    async def on_tick(self, counter: int) -> bool:
+        if await super().on_tick(counter):
+            return True
+        if not self._drain.draining or self._drained:
+            return False
+        log.info("shutdown.draining", in_flight=self._drain.in_flight, grace_seconds=self._grace)
+        cut = await self._drain.settle(self._grace, hurry=lambda: self._signals > 1)
+        log.info("shutdown.drained", cut=cut)
+        self._drained = True
+        return True
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -149,9 +179,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                 access_log=False,
                 lifespan="on",
                 server_header=False,
-                timeout_graceful_shutdown=10,
+                timeout_graceful_shutdown=5,  # after the drain, for connections left open
             )
-            await _Server(config).serve()
+            await _Server(config, services.drain, settings.shutdown_grace).serve()
         log.info("services.closed")
 
     return _run_service(settings, run)

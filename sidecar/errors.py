@@ -23,6 +23,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "ShuttingDown",
     "SidecarError",
     "ToolNotFound",
     "Unauthorized",
@@ -94,6 +95,14 @@ class PayloadTooLarge(SidecarError):
     status = 413
     type = "invalid_request_error"
     code = "payload_too_large"
+
+
+class ShuttingDown(SidecarError):
+    """The service is stopping: new work is refused, work cut at the end of the grace."""
+
+    status = 503
+    type = "api_error"
+    code = "shutting_down"
 
 
 class ManifestError(SidecarError):

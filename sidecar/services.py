@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -34,6 +34,7 @@ from sidecar.registry.references import ToolExecutor
 from sidecar.registry.registry import Registry
 from sidecar.registry.store import ToolStore
 from sidecar.settings import Settings
+from sidecar.shutdown import Drain
 from sidecar.templating import PlaceholderRenderer
 from tools.base import Secret, Tool
 from tools.current_date import CurrentDateTool
@@ -61,6 +62,7 @@ class Services:
     mcp: McpPool | None = None
     responder: Responder | None = None
     agents: Agents | None = None
+    drain: Drain = field(default_factory=Drain)
 
     async def readiness(self) -> dict[str, dict[str, Any]]:
         """Each dependency's state, for `/readyz`."""
@@ -140,9 +142,10 @@ def scraper_options(settings: Settings) -> ScraperOptions:
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, metrics: Metrics | None = None
+    settings: Settings, metrics: Metrics | None = None, drain: Drain | None = None
 ) -> AsyncIterator[Services]:
     """Open every resource; all are closed, in reverse order, when the block ends."""
+    drain = drain or Drain()
     async with AsyncExitStack() as stack:
         manifest_tools = load_tool_manifests(settings.manifests_dir)
         manifest_agents = load_agent_manifests(settings.manifests_dir)
@@ -209,7 +212,7 @@ async def open_services(
         )
         agents = Agents(AgentStore(store.file), registry, manifest_agents)
         await agents.check_manifests()
-        responder = await _open_model_core(stack, settings, registry, executor, agents)
+        responder = await _open_model_core(stack, settings, registry, executor, agents, drain)
         log.info(
             "services.ready",
             manifest_tools=len(manifest_tools),
@@ -217,7 +220,9 @@ async def open_services(
             state_dir=str(settings.state_dir),
             providers=responder.providers,
         )
-        yield Services(settings, metrics, store, registry, executor, pool, mcp, responder, agents)
+        yield Services(
+            settings, metrics, store, registry, executor, pool, mcp, responder, agents, drain
+        )
 
 
 async def _open_model_core(
@@ -226,6 +231,7 @@ async def _open_model_core(
     registry: Registry,
     executor: ToolExecutor,
     agents: Agents,
+    drain: Drain,
 ) -> Responder:
     """The providers, their HTTP client, the response store and the responder."""
     specs = provider_specs(settings)
@@ -242,6 +248,7 @@ async def _open_model_core(
         executor=executor,
         store=responses,
         agents=agents,
+        drain=drain,
     )
 
 

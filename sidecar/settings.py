@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    shutdown_grace: float = Field(default=30.0, ge=0, le=3600)
     max_tool_timeout: float = Field(default=600.0, gt=0, le=3600)
     batch_concurrency: int = Field(default=8, ge=1, le=256)
     batch_max_calls: int = Field(default=128, ge=1)

@@ -99,7 +99,7 @@ def test_the_pipeline_layer_is_the_list_the_architecture_names() -> None:
     expected = {
         "execution", "arguments", "deadlines", "variables", "templating", "redaction",
         "outbound", "mcp_pool", "code_runner", "settings", "errors", "logs", "metrics",
-        "ids", "strict_yaml", "sqlite_file", "mcp_lean_call", "lean_http",
+        "ids", "strict_yaml", "sqlite_file", "mcp_lean_call", "lean_http", "shutdown",
     }  # fmt: skip
     assert {module.removeprefix("sidecar.") for module in PIPELINE} == expected
 

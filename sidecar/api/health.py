@@ -17,10 +17,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """The stores answer and the tools are loaded."""
+    """The stores answer and the tools are loaded; 503 while starting or shutting down."""
     services = started_services(request)
     if services is None:
         return json_response({"status": "starting"}, status=503)
+    if services.drain.draining:
+        return json_response({"status": "shutting_down"}, status=503)
     checks = await services.readiness()
     ready = all(check["ok"] for check in checks.values())
     return json_response(

@@ -1,10 +1,12 @@
-"""The HTTP edge: request ids, access logs, metrics, bearer auth and the body size limit.
+"""The HTTP edge: request ids, access logs, metrics, bearer auth, the body size limit and
+the shutdown drain (new work refused while stopping, work in flight tracked).
 
 One pure ASGI middleware, so every request pays for one layer, not five.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 import time
@@ -13,28 +15,37 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidecar.api.wire import error_response
-from sidecar.errors import PayloadTooLarge, SidecarError, Unauthorized
+from sidecar.errors import PayloadTooLarge, ShuttingDown, SidecarError, Unauthorized
 from sidecar.ids import new_id
 from sidecar.logs import bind_request_id, get_logger, info_enabled
 from sidecar.metrics import Metrics
+from sidecar.shutdown import Drain
 
 __all__ = ["EdgeMiddleware"]
 
 log = get_logger("sidecar.http")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+NOT_WORK = frozenset({"/healthz", "/readyz", "/metrics"})  # answered while stopping too
 
 
 class EdgeMiddleware:
     """Wraps every HTTP request of the app."""
 
     def __init__(
-        self, app: ASGIApp, *, api_keys: Sequence[str], max_body_bytes: int, metrics: Metrics
+        self,
+        app: ASGIApp,
+        *,
+        api_keys: Sequence[str],
+        max_body_bytes: int,
+        metrics: Metrics,
+        drain: Drain,
     ) -> None:
         self._app = app
         self._keys = [key.encode() for key in api_keys]
         self._max_body = max_body_bytes
         self._metrics = metrics
+        self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,7 +56,7 @@ class EdgeMiddleware:
         request_id = _request_id(offered)
         bind_request_id(request_id)
         id_header = (b"x-request-id", request_id.encode())
-        status = 500
+        status = 0
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -55,15 +66,35 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            problem = self._refusal(scope["path"], authorization, length)
+            path = scope["path"]
+            problem = self._refusal(path, authorization, length)
+            if problem is None and self._drain.draining and path not in NOT_WORK:
+                problem = ShuttingDown("the service is shutting down; send the request again")
             if problem is not None:
-                await error_response(problem, _auth_header(problem))(scope, receive, send_with_id)
-            elif length is not None and length.isdigit():
-                # The server reads exactly `content-length` bytes, checked above.
-                await self._app(scope, receive, send_with_id)
-            else:
-                await self._app(scope, self._limited(receive), send_with_id)
+                headers = _refusal_headers(problem)
+                await error_response(problem, headers)(scope, receive, send_with_id)
+                return
+            # The body's size was checked above when it was announced; else it is counted.
+            counted = receive if length is not None and length.isdigit() else self._limited(receive)
+            if path in NOT_WORK:
+                await self._app(scope, counted, send_with_id)
+                return
+            listening = scope["method"] == "GET" and path == "/mcp"
+            task = self._drain.enter(listening=listening)
+            try:
+                await self._app(scope, counted, send_with_id)
+            except asyncio.CancelledError:
+                if not self._drain.was_cut(task):
+                    raise
+                if not status:  # a streamed answer that began ended with its own error
+                    cut = ShuttingDown(
+                        "the service stopped before the request finished; send it again"
+                    )
+                    await error_response(cut, _refusal_headers(cut))(scope, receive, send_with_id)
+            finally:
+                self._drain.leave(task)
         finally:
+            status = status or 500
             self._metrics.observe_request(scope["method"], status)
             if info_enabled():
                 log.info(
@@ -126,5 +157,9 @@ def _request_id(offered: bytes | None) -> str:
     return new_id("req")
 
 
-def _auth_header(problem: SidecarError) -> dict[str, str] | None:
-    return {"www-authenticate": "Bearer"} if isinstance(problem, Unauthorized) else None
+def _refusal_headers(problem: SidecarError) -> dict[str, str] | None:
+    if isinstance(problem, Unauthorized):
+        return {"www-authenticate": "Bearer"}
+    if isinstance(problem, ShuttingDown):
+        return {"connection": "close", "retry-after": "1"}
+    return None

@@ -111,16 +111,18 @@ class _EventStream(Response):
         async def write(chunk: bytes) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
-        async with anyio.create_task_group() as group:
+        try:
+            async with anyio.create_task_group() as group:
 
-            async def watch_disconnect() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                group.cancel_scope.cancel()  # stops the provider stream and the tools
+                async def watch_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()  # stops the provider stream and the tools
 
-            group.start_soon(watch_disconnect)
-            with contextlib.suppress(OSError):  # the client went away while it was written to
-                await self._stream.run(write)
-            group.cancel_scope.cancel()
-        with contextlib.suppress(OSError):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+                group.start_soon(watch_disconnect)
+                with contextlib.suppress(OSError):  # the client went away while written to
+                    await self._stream.run(write)
+                group.cancel_scope.cancel()
+        finally:  # a stream the shutdown cut ends properly too
+            with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})

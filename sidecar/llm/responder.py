@@ -44,6 +44,7 @@ from sidecar.registry.agent_definitions import StoredAgent
 from sidecar.registry.agents import Agents
 from sidecar.registry.references import InlineMcp, Registered, ToolExecutor, parse_reference
 from sidecar.registry.registry import Registry
+from sidecar.shutdown import Drain
 from sidecar.variables import parse_variables, secret_values
 from tools.base import Deadline, VariableValue
 
@@ -91,8 +92,10 @@ class Responder:
         executor: ToolExecutor,
         store: ResponseStore,
         agents: Agents | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self._router = router
+        self._drain = drain or Drain()
         self._agents = agents
         self._specs = dict(specs)
         self._registry = registry
@@ -158,7 +161,17 @@ class Responder:
             await emit("response.created", {"response": shell})
             await emit("response.in_progress", {"response": shell})
             outputs = await self._outputs(prepared, emit)
-            result = await self._run_kept(prepared, outputs, first)
+            try:
+                result = await self._run_kept(prepared, outputs, first)
+            except anyio.get_cancelled_exc_class():
+                if self._drain.stopped:  # cut by the shutdown: the stream says so, then ends
+                    with anyio.CancelScope(shield=True):
+                        ended = _cut_by_shutdown(
+                            response_object(prepared, outputs.items, "failed", None)
+                        )
+                        await emit("response.failed", {"response": ended})
+                        await emit.done()
+                raise
             final = await self._finish(prepared, outputs, result)
             terminal = {
                 "completed": "response.completed",
@@ -361,10 +374,13 @@ class Responder:
                 await first.aclose()
                 if prepared.request.store:
                     ended = response_object(prepared, outputs.items, "failed", None)
-                    ended["error"] = {
-                        "code": "cancelled",
-                        "message": "the response was cancelled before it finished",
-                    }
+                    if self._drain.stopped:
+                        ended = _cut_by_shutdown(ended)
+                    else:
+                        ended["error"] = {
+                            "code": "cancelled",
+                            "message": "the response was cancelled before it finished",
+                        }
                     await self._keep(prepared, ended, prepared.history, ())
             raise
 
@@ -535,3 +551,12 @@ def _decided(
             param="input",
         )
     return tuple((calls[waiting[approval_id]], decisions[approval_id]) for approval_id in waiting)
+
+
+def _cut_by_shutdown(response: dict[str, Any]) -> dict[str, Any]:
+    """A failed response whose run the service's shutdown cut."""
+    response["error"] = {
+        "code": "shutting_down",
+        "message": "the service stopped before the response finished; send it again",
+    }
+    return response

@@ -17,6 +17,7 @@ from sidecar.api.middleware import EdgeMiddleware
 from sidecar.api.openapi import openapi_document
 from sidecar.api.wire import error_response, json_response
 from sidecar.errors import MethodNotAllowed, NotFound, SidecarError
+from sidecar.limits import RequestLimits
 from sidecar.logs import get_logger
 from sidecar.mcp.server import McpEndpoint, mcp_http_app, open_face
 from sidecar.mcp.variables_file import load_variables_file
@@ -114,6 +115,11 @@ def create_app(
             max_body_bytes=settings.max_body_bytes,
             metrics=metrics,
             drain=drain,
+            limits=RequestLimits(
+                per_second=settings.rate_limit_per_second,
+                burst=settings.rate_limit_burst,
+                concurrent=settings.max_concurrent_per_key,
+            ),
         )
     ]
     return Starlette(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sandbox import SandboxFailure, SandboxPool
+from sandbox import SandboxBusy, SandboxFailure, SandboxPool
 from tools.base import CodeOutcome, JsonValue, OutboundCall
 
 __all__ = ["SandboxCodeRunner"]
@@ -16,7 +16,10 @@ class SandboxCodeRunner:
 
     async def check(self, source: str) -> CodeOutcome:
         """Compile `source` in a confined child."""
-        failure = await self._pool.check(source)
+        try:
+            failure = await self._pool.check(source)
+        except SandboxBusy as exc:
+            return _busy(exc)
         return CodeOutcome() if failure is None else _failed(failure)
 
     async def run(
@@ -27,8 +30,11 @@ class SandboxCodeRunner:
         time_limit: float,
         http: OutboundCall | None,
     ) -> CodeOutcome:
-        """Run `source` in a confined child."""
-        outcome = await self._pool.run(source, names, timeout=time_limit, http=http)
+        """Run `source` in a confined child; `busy` when its queue is full."""
+        try:
+            outcome = await self._pool.run(source, names, timeout=time_limit, http=http)
+        except SandboxBusy as exc:
+            return _busy(exc)
         if isinstance(outcome, SandboxFailure):
             return _failed(outcome)
         return CodeOutcome(result=outcome.result, stdout=outcome.stdout)
@@ -36,3 +42,7 @@ class SandboxCodeRunner:
 
 def _failed(failure: SandboxFailure) -> CodeOutcome:
     return CodeOutcome(failure=failure.kind, message=failure.message, message_cut=failure.cut)
+
+
+def _busy(exc: SandboxBusy) -> CodeOutcome:
+    return CodeOutcome(failure="busy", message=f"{exc}; try again shortly")

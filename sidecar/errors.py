@@ -25,6 +25,7 @@ __all__ = [
     "PayloadTooLarge",
     "ShuttingDown",
     "SidecarError",
+    "TooManyRequests",
     "ToolNotFound",
     "Unauthorized",
 ]
@@ -95,6 +96,18 @@ class PayloadTooLarge(SidecarError):
     status = 413
     type = "invalid_request_error"
     code = "payload_too_large"
+
+
+class TooManyRequests(SidecarError):
+    """A limit said no for now: answered 429 with `Retry-After` (whole seconds)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int = 1, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, retry_after)
 
 
 class ShuttingDown(SidecarError):

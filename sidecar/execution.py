@@ -42,6 +42,7 @@ from tools.base import (
 )
 
 __all__ = [
+    "RETRY_LATER",
     "Completed",
     "Execution",
     "Executor",
@@ -153,6 +154,12 @@ class Execution:
     kind: str = ""  # the tool's kind (`http`, `code`, `mcp`, a platform tool's name...)
 
 
+# Calls refused because a limit was full (a kind's calls at once, the sandbox's queue,
+# the MCP pool); nothing ran, and the same call may succeed shortly. `POST
+# /v1/tools/execute` answers them `429` with `Retry-After`.
+RETRY_LATER = frozenset({"tool_busy", "sandbox_busy", "mcp_pool_full"})
+
+
 class Executor(Generic[Reference]):
     """Runs tool calls; the HTTP API, the MCP server and the agent loop all come here."""
 
@@ -167,8 +174,11 @@ class Executor(Generic[Reference]):
         max_timeout: float,
         code: CodeRunner | None = None,
         mcp: McpConnector | None = None,
+        kind_limits: Mapping[str, int] | None = None,
     ) -> None:
         self._code = code
+        self._kind_limits = dict(kind_limits or {})
+        self._running: dict[str, int] = dict.fromkeys(self._kind_limits, 0)
         self._mcp = mcp
         self._resolver = resolver
         self._deadlines = deadlines
@@ -197,7 +207,7 @@ class Executor(Generic[Reference]):
         own = Deadline.after(min(call.timeout or self._max_timeout, self._max_timeout))
         effective = own if deadline is None or own.at < deadline.at else deadline
         with redacting(redactor):
-            outcome = await self._run(call, resolved.tool, redactor, effective)
+            outcome = await self._run_within_limit(call, resolved, redactor, effective)
             seconds = time.perf_counter() - started
             self._metrics.observe_call(resolved.kind, outcome.status, seconds)
             execution = Execution(
@@ -209,6 +219,30 @@ class Executor(Generic[Reference]):
             )
             _log(execution)
         return execution
+
+    async def _run_within_limit(
+        self,
+        call: ToolCall[Reference],
+        resolved: Resolved,
+        redactor: Redactor,
+        deadline: Deadline,
+    ) -> Outcome:
+        """`_run`, unless the calls of the tool's kind at once are at their limit."""
+        kind = resolved.kind
+        limit = self._kind_limits.get(kind)
+        if limit is None:
+            return await self._run(call, resolved.tool, redactor, deadline)
+        if self._running[kind] >= limit:
+            plural = "" if limit == 1 else "s"
+            return Failed(
+                "tool_busy",
+                f"{limit} {kind} call{plural} already running, the most at once; try again shortly",
+            )
+        self._running[kind] += 1
+        try:
+            return await self._run(call, resolved.tool, redactor, deadline)
+        finally:
+            self._running[kind] -= 1
 
     async def _run(
         self, call: ToolCall[Reference], tool: Tool, redactor: Redactor, deadline: Deadline

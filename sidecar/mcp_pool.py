@@ -405,12 +405,18 @@ class McpPool:
         connection.close()
 
     def _make_room(self) -> None:
-        """Close the least recently used idle connection when the pool is full."""
+        """Close the least recently used idle connection when the pool is full; with none
+        idle, the call is refused (`mcp_pool_full`) rather than the pool outgrown."""
         if len(self._connections) < self._settings.max_connections:
             return
         idle = [c for c in self._connections.values() if c.in_use == 0 and c.ready.is_set()]
-        if idle:
-            self._drop(min(idle, key=lambda connection: connection.last_used))
+        if not idle:
+            raise McpUnavailable(
+                f"all {self._settings.max_connections} pooled MCP connections are in use; "
+                "try again shortly",
+                code="mcp_pool_full",
+            )
+        self._drop(min(idle, key=lambda connection: connection.last_used))
 
     async def _sweep(self, scope: anyio.CancelScope) -> None:
         """Close connections idle for longer than `idle_timeout`."""

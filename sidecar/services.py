@@ -209,6 +209,7 @@ async def open_services(
             code=code,
             mcp=mcp,
             max_timeout=settings.max_tool_timeout,
+            kind_limits=settings.tool_limits,
         )
         agents = Agents(AgentStore(store.file), registry, manifest_agents)
         await agents.check_manifests()

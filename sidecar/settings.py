@@ -38,6 +38,29 @@ class Allowlist:
     networks: tuple[IPNetwork, ...]
 
 
+TOOL_KINDS = frozenset(
+    {"http", "code", "mcp", "function", "json_schema", "current_date", "google_search"}
+    | {"web_scraper"}
+)
+
+
+def parse_tool_concurrency(text: str) -> dict[str, int]:
+    """`http=64,code=4`: the calls of each tool kind that may run at once."""
+    limits: dict[str, int] = {}
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        kind, _, count = entry.partition("=")
+        kind = kind.strip()
+        if kind not in TOOL_KINDS:
+            known = ", ".join(sorted(TOOL_KINDS))
+            raise ValueError(f"unknown tool kind {kind!r} in {entry!r}; kinds: {known}")
+        if not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"{entry!r} needs a whole number of calls >= 1 after '='")
+        limits[kind] = int(count)
+    return limits
+
+
 def parse_allowlist(entries: Sequence[str]) -> Allowlist:
     """Host names, IP addresses and CIDRs; `ValueError` names an entry that is none of them."""
     hosts: set[str] = set()
@@ -80,6 +103,10 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     shutdown_grace: float = Field(default=30.0, ge=0, le=3600)
+    rate_limit_per_second: float = Field(default=0.0, ge=0)
+    rate_limit_burst: int = Field(default=0, ge=0)
+    max_concurrent_per_key: int = Field(default=0, ge=0)
+    tool_concurrency: str = ""
     max_tool_timeout: float = Field(default=600.0, gt=0, le=3600)
     batch_concurrency: int = Field(default=8, ge=1, le=256)
     batch_max_calls: int = Field(default=128, ge=1)
@@ -143,6 +170,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("tool_concurrency")
+    @classmethod
+    def _tool_limits(cls, value: str) -> str:
+        parse_tool_concurrency(value)  # raises ValueError naming a bad entry
+        return value
+
+    @property
+    def tool_limits(self) -> dict[str, int]:
+        """`tool_concurrency` as kind -> calls at once."""
+        return parse_tool_concurrency(self.tool_concurrency)
 
     @field_validator("outbound_allow")
     @classmethod

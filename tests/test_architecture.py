@@ -100,6 +100,7 @@ def test_the_pipeline_layer_is_the_list_the_architecture_names() -> None:
         "execution", "arguments", "deadlines", "variables", "templating", "redaction",
         "outbound", "mcp_pool", "code_runner", "settings", "errors", "logs", "metrics",
         "ids", "strict_yaml", "sqlite_file", "mcp_lean_call", "lean_http", "shutdown",
+        "limits",
     }  # fmt: skip
     assert {module.removeprefix("sidecar.") for module in PIPELINE} == expected
 

@@ -17,8 +17,9 @@ from sidecar.api.models import (
     ResolveResponse,
 )
 from sidecar.api.wire import json_response, read_model, to_wire
-from sidecar.errors import BadRequest, SidecarError
+from sidecar.errors import BadRequest, SidecarError, TooManyRequests
 from sidecar.execution import (
+    RETRY_LATER,
     Execution,
     Failed,
     ToolCall,
@@ -45,7 +46,11 @@ async def execute(request: Request) -> Response:
     """Run one tool call."""
     body = await read_model(request, ExecuteRequest)
     call = to_call(body, {}, param="")
-    return json_response(to_wire(await services_from(request).executor.execute(call)))
+    execution = await services_from(request).executor.execute(call)
+    outcome = execution.outcome
+    if isinstance(outcome, Failed) and outcome.code in RETRY_LATER:
+        raise TooManyRequests(outcome.message, code=outcome.code)  # a limit, not the tool
+    return json_response(to_wire(execution))
 
 
 async def execute_batch(request: Request) -> Response:

@@ -1,5 +1,6 @@
-"""The HTTP edge: request ids, access logs, metrics, bearer auth, the body size limit and
-the shutdown drain (new work refused while stopping, work in flight tracked).
+"""The HTTP edge: request ids, access logs, metrics, bearer auth, the body size limit,
+the request limits per API key and the shutdown drain (new work refused while
+stopping, work in flight tracked).
 
 One pure ASGI middleware, so every request pays for one layer, not five.
 """
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sidecar.api.wire import error_response
 from sidecar.errors import PayloadTooLarge, ShuttingDown, SidecarError, Unauthorized
 from sidecar.ids import new_id
+from sidecar.limits import RequestLimits
 from sidecar.logs import bind_request_id, get_logger, info_enabled
 from sidecar.metrics import Metrics
 from sidecar.shutdown import Drain
@@ -40,12 +42,14 @@ class EdgeMiddleware:
         max_body_bytes: int,
         metrics: Metrics,
         drain: Drain,
+        limits: RequestLimits,
     ) -> None:
         self._app = app
         self._keys = [key.encode() for key in api_keys]
         self._max_body = max_body_bytes
         self._metrics = metrics
         self._drain = drain
+        self._limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,6 +61,7 @@ class EdgeMiddleware:
         bind_request_id(request_id)
         id_header = (b"x-request-id", request_id.encode())
         status = 0
+        caller: str | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -70,6 +75,11 @@ class EdgeMiddleware:
             problem = self._refusal(path, authorization, length)
             if problem is None and self._drain.draining and path not in NOT_WORK:
                 problem = ShuttingDown("the service is shutting down; send the request again")
+            if problem is None and self._limits.active and path not in NOT_WORK:
+                caller = self._caller(authorization)
+                problem = self._limits.admit(caller)
+                if problem is not None:
+                    caller = None  # not admitted: nothing to release
             if problem is not None:
                 headers = _refusal_headers(problem)
                 await error_response(problem, headers)(scope, receive, send_with_id)
@@ -94,6 +104,8 @@ class EdgeMiddleware:
             finally:
                 self._drain.leave(task)
         finally:
+            if caller is not None:
+                self._limits.release(caller)
             status = status or 500
             self._metrics.observe_request(scope["method"], status)
             if info_enabled():
@@ -115,11 +127,21 @@ class EdgeMiddleware:
         return None
 
     def _authorized(self, authorization: bytes | None) -> bool:
+        return self._key_index(authorization) is not None
+
+    def _key_index(self, authorization: bytes | None) -> int | None:
+        """Which configured key the bearer token is; every key is compared, in constant time."""
         scheme, _, token = (authorization or b"").partition(b" ")
         if scheme.lower() != b"bearer" or not token.strip():
-            return False
+            return None
         presented = token.strip()
-        return any(hmac.compare_digest(presented, key) for key in self._keys)
+        matches = [hmac.compare_digest(presented, key) for key in self._keys]
+        return matches.index(True) if True in matches else None
+
+    def _caller(self, authorization: bytes | None) -> str:
+        """Whose limits a request counts against: its API key's place, or everyone's."""
+        index = self._key_index(authorization) if self._keys else None
+        return "anyone" if index is None else f"key {index}"
 
     def _limited(self, receive: Receive) -> Receive:
         seen = 0

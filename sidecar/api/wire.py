@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.models import ErrorBody, ErrorResponse
-from sidecar.errors import BadRequest, SidecarError
+from sidecar.errors import BadRequest, SidecarError, TooManyRequests
 from sidecar.execution import Completed, Execution, Failed, RequiresAction
 
 __all__ = [
@@ -96,7 +96,10 @@ def json_bytes(value: Any) -> bytes:
 
 
 def error_response(error: SidecarError, headers: dict[str, str] | None = None) -> Response:
-    """The `{"error": {type, code, message, param}, "message"}` answer of an error."""
+    """The `{"error": {type, code, message, param}, "message"}` answer of an error; a
+    429 says when to try again (`Retry-After`)."""
+    if isinstance(error, TooManyRequests):
+        headers = {"retry-after": str(error.retry_after), **(headers or {})}
     body = ErrorResponse(
         error=ErrorBody(type=error.type, code=error.code, message=error.message, param=error.param),
         message=error.message,

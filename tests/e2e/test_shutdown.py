@@ -67,7 +67,7 @@ def test_work_in_flight_finishes_and_new_work_is_refused(
         _until(lambda: _readyz(running).status_code == 503)
         assert _readyz(running).json() == {"status": "shutting_down"}
         refused = httpx.post(
-            f"{running.base_url}/v1/tools/execute", json={"tool": {"type": "current_date"}}
+            f"{running.base_url}/v1/tools/execute", json={"tool": {"type": "orq:current_date"}}
         )
         health = httpx.get(f"{running.base_url}/healthz")
         answer = in_flight.result(timeout=30)

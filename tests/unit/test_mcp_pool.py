@@ -101,6 +101,25 @@ async def test_a_full_pool_closes_the_least_recently_used_idle_connection() -> N
         await wait_until_gone(first)
 
 
+async def test_a_pool_full_of_busy_connections_refuses_a_new_server_for_now() -> None:
+    async with McpPool.open(OutboundPolicy(), McpPoolSettings(max_connections=1)) as pool:
+        busy = stdio_server("busy")
+        await whoami_pid(pool, busy)
+        async with anyio.create_task_group() as group:
+
+            async def long_call() -> None:
+                await pool.call_tool(busy, "pause", {"seconds": 30}, time_limit=60)
+
+            group.start_soon(long_call)
+            await anyio.sleep(0.3)  # the pause call is in flight
+            with pytest.raises(McpUnavailable) as caught:
+                await whoami_pid(pool, stdio_server("other"))
+            group.cancel_scope.cancel()
+        assert caught.value.code == "mcp_pool_full"
+        assert "in use" in caught.value.message
+        assert await whoami_pid(pool, stdio_server("other"))  # room again once it ended
+
+
 async def test_closing_the_pool_ends_every_stdio_server() -> None:
     async with McpPool.open(OutboundPolicy(), McpPoolSettings()) as pool:
         pids = [await whoami_pid(pool, stdio_server(name)) for name in ("a", "b", "c")]

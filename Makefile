@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run install dev node test lint typecheck pytest bench clean
+.PHONY: run install dev node test lint typecheck pytest bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ test: lint typecheck pytest
 
 bench: dev
 	$(BIN)/python -m tests.bench
+
+# The long forms of the suites `make test` runs short: the schemathesis fuzz for
+# SOAK_SECONDS (random, every phase).
+SOAK_SECONDS ?= 900
+soak: dev node
+	SIDECAR_FUZZ_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest -q tests/e2e/test_openapi_fuzz.py
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

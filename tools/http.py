@@ -18,7 +18,15 @@ from typing import Literal, cast
 
 import anyio
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from tools.base import (
     Binding,
@@ -50,7 +58,7 @@ class HeaderValue(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     value: str
-    encrypted: bool = False
+    encrypted: StrictBool = False
 
 
 class HttpBlueprint(BaseModel):
@@ -85,7 +93,7 @@ class HttpArgument(BaseModel):
 
     type: Literal["string", "number", "boolean"]
     description: str = ""
-    send_to_model: bool = True
+    send_to_model: StrictBool = True
     default_value: str | float | int | bool | None = None
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from tools.base import (
     NO_SECRETS,
@@ -61,7 +61,7 @@ class McpToolEntry(BaseModel):
     input_schema: dict[str, Any] = Field(
         default_factory=lambda: dict(EMPTY_OBJECT_SCHEMA), alias="schema"
     )
-    read_only: bool = False
+    read_only: StrictBool = False
 
 
 class McpSpec(BaseModel):
@@ -100,7 +100,7 @@ class AllowedTools(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tool_names: list[str] | None = None
-    read_only: bool = False
+    read_only: StrictBool = False
 
     @field_validator("tool_names")
     @classmethod

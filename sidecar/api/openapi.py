@@ -59,11 +59,39 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 PAGE_PARAMETERS = [
     {"name": name, "in": "query", "schema": schema}
     for name, schema in (
-        ("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
-        ("starting_after", {"type": "string"}),
-        ("ending_before", {"type": "string"}),
+        # A whole number; orq's SDK sends it as a float (`50.0`), which is one too.
+        ("limit", {"type": "number", "minimum": 1, "maximum": 200, "multipleOf": 1}),
+        ("starting_after", {"type": "string", "minLength": 1}),
+        ("ending_before", {"type": "string", "minLength": 1}),
     )
 ]
+
+
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    return {"description": description, **_json(_ref(ErrorResponse)), **extra}
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Whole seconds to wait before trying again.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    }
+}
+# The answers of the edge, for every operation behind the API keys.
+_EDGE_ERRORS = {
+    "401": _error("Missing or invalid bearer API key (when keys are configured)."),
+    "429": _error(
+        "A limit said no for now: rate_limited, too_many_concurrent_requests, tool_busy, "
+        "sandbox_busy or mcp_pool_full.",
+        headers=_RETRY_AFTER,
+    ),
+    "503": _error("shutting_down: the service is stopping; send the request again."),
+}
+_BODY_ERRORS = {
+    "400": _error("A body that is not JSON or is outside the wire model (param names it)."),
+    "413": _error("The body exceeds SIDECAR_MAX_BODY_BYTES."),
+}
 
 
 def _operation(
@@ -73,12 +101,22 @@ def _operation(
         "summary": summary,
         "responses": {
             "200": {"description": "OK", **_json(response)},
+            **(_BODY_ERRORS if body is not None else {}),
+            **_EDGE_ERRORS,
             "default": {"description": "Error", **_json(_ref(ErrorResponse))},
         },
     }
     if body is not None:
         operation["requestBody"] = {"required": True, **_json(body)}
     return operation
+
+
+def _public(operation: dict[str, Any], *, unavailable: str | None = None) -> dict[str, Any]:
+    """An operation outside the API keys and the limits (the probes)."""
+    responses = {"200": operation["responses"]["200"]}
+    if unavailable is not None:
+        responses["503"] = {"description": unavailable, **_json({"type": "object"})}
+    return {**operation, "responses": responses, "security": []}
 
 
 def _tool_definition() -> dict[str, Any]:
@@ -119,7 +157,7 @@ def _paths() -> dict[str, Any]:
             "parameters": tool_id,
             "get": _operation("Get a tool by id or key", tool_object),
             "patch": _operation("Update a tool", tool_object, {"type": "object"}),
-            "delete": _operation("Delete a tool", {}),
+            "delete": _deleted_with_200(_operation("Delete a tool", {})),
         },
         "/v2/tools/{tool_id}/versions": {
             "parameters": tool_id,
@@ -138,8 +176,13 @@ def _paths() -> dict[str, Any]:
             "get": _operation("One version of a tool", {"type": "object"}),
         },
         **_agents_paths(),
-        "/healthz": {"get": {**_operation("Liveness", {"type": "object"}), "security": []}},
-        "/readyz": {"get": {**_operation("Readiness", {"type": "object"}), "security": []}},
+        "/healthz": {"get": _public(_operation("Liveness", {"type": "object"}))},
+        "/readyz": {
+            "get": _public(
+                _operation("Readiness", {"type": "object"}),
+                unavailable="starting, not_ready (a check failed) or shutting_down",
+            )
+        },
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics (text exposition format)",
@@ -147,7 +190,8 @@ def _paths() -> dict[str, Any]:
                     "200": {
                         "description": "OK",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
+                    },
+                    "401": _EDGE_ERRORS["401"],
                 },
             }
         },
@@ -155,6 +199,12 @@ def _paths() -> dict[str, Any]:
         **_responses_paths("/v3/router/responses"),
         **_responses_paths("/v1/responses"),
     }
+
+
+def _deleted_with_200(operation: dict[str, Any]) -> dict[str, Any]:
+    """orq answers a deleted tool with 200 and an empty body."""
+    operation["responses"]["200"] = {"description": "Deleted (an empty body)"}
+    return operation
 
 
 def _agents_paths() -> dict[str, Any]:

@@ -155,7 +155,7 @@ def to_wire(execution: Execution) -> dict[str, Any]:
 
 def page_limit(raw: str | None) -> int:
     """`limit` as a whole number; orq's SDK sends its numbers as floats (`50.0`)."""
-    if raw is None or raw == "":
+    if raw is None:
         return MAX_PAGE
     whole, _, fraction = raw.partition(".")
     if (
@@ -165,6 +165,15 @@ def page_limit(raw: str | None) -> int:
     ):
         raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}", param="limit")
     return int(whole)
+
+
+PAGE_PARAMETERS = ("limit", "starting_after", "ending_before")
+
+
+def _cursor(raw: str | None, name: str) -> str | None:
+    if raw == "":
+        raise BadRequest(f"{name} is empty: name a tool's id or key, or leave it out", param=name)
+    return raw
 
 
 @dataclass(frozen=True)
@@ -177,10 +186,14 @@ class PageQuery:
 
 
 def page_query(request: Request) -> PageQuery:
-    """`limit`, `starting_after` and `ending_before` of a list route (one cursor at most)."""
+    """`limit`, `starting_after` and `ending_before` of a list route (one cursor at most);
+    each at most once, and a cursor not empty."""
     query = request.query_params
-    starting_after = query.get("starting_after") or None
-    ending_before = query.get("ending_before") or None
+    for name in PAGE_PARAMETERS:
+        if len(query.getlist(name)) > 1:
+            raise BadRequest(f"{name} is given more than once", param=name)
+    starting_after = _cursor(query.get("starting_after"), "starting_after")
+    ending_before = _cursor(query.get("ending_before"), "ending_before")
     if starting_after and ending_before:
         raise BadRequest("use either starting_after or ending_before", param="ending_before")
     return PageQuery(page_limit(query.get("limit")), starting_after, ending_before)

@@ -84,7 +84,7 @@ class TextFormat(BaseModel):
     type: Literal["text", "json_schema", "json_object"] = "text"
     name: str | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class TextOptions(BaseModel):

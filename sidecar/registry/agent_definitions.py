@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     field_validator,
     model_validator,
@@ -134,7 +135,7 @@ class AgentTool(_Strict):
     key: str | None = Field(default=None, min_length=1)
     id: str | None = Field(default=None, min_length=1)
     tool_id: str | None = Field(default=None, min_length=1)  # one tool of an MCP server
-    requires_approval: bool = False
+    requires_approval: StrictBool = False
     configuration: dict[str, Any] | None = None
     timeout: float | None = Field(default=None, gt=0, le=MAX_TOOL_TIMEOUT)
     # Shown on the wire; accepted back so that a fetched agent can be sent again.
@@ -183,7 +184,7 @@ class AgentSettings(_Strict):
     max_cost: float = Field(default=0.0, ge=0)
     tool_approval_required: ApprovalPolicy = "respect_tool"
     tools: list[AgentTool] = Field(default_factory=list)
-    chat_exposed: bool | None = None
+    chat_exposed: StrictBool | None = None
 
     def needs_approval(self, tool: AgentTool) -> bool:
         """Whether a call of `tool` waits for the user's approval."""

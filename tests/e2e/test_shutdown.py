@@ -32,6 +32,21 @@ def _slow_call(upstream: RecordingUpstream, seconds: float) -> dict[str, Any]:
     return {"tool": tool, "variables": variables}
 
 
+def _slow_call_in_flight(
+    pool: ThreadPoolExecutor, running: RunningSidecar, upstream: RecordingUpstream, seconds: float
+) -> Future[httpx.Response]:
+    """Send a call of the upstream's `/slow` and return once the upstream is waiting."""
+    upstream.slow_events.clear()
+    in_flight = pool.submit(
+        httpx.post,
+        f"{running.base_url}/v1/tools/execute",
+        json=_slow_call(upstream, seconds),
+        timeout=30,
+    )
+    _until(lambda: "started" in upstream.slow_events)
+    return in_flight
+
+
 def _until(condition: Callable[[], bool], seconds: float = 10) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -55,14 +70,7 @@ def test_work_in_flight_finishes_and_new_work_is_refused(
         ThreadPoolExecutor(1) as pool,
     ):
         assert _readyz(running).status_code == 200
-        upstream.slow_events.clear()
-        in_flight: Future[httpx.Response] = pool.submit(
-            httpx.post,
-            f"{running.base_url}/v1/tools/execute",
-            json=_slow_call(upstream, 1.5),
-            timeout=30,
-        )
-        _until(lambda: "started" in upstream.slow_events)
+        in_flight = _slow_call_in_flight(pool, running, upstream, 1.5)
         running.process.send_signal(signal.SIGTERM)
         _until(lambda: _readyz(running).status_code == 503)
         assert _readyz(running).json() == {"status": "shutting_down"}
@@ -96,14 +104,7 @@ def test_work_that_outlives_the_grace_answers_shutting_down(
         run_sidecar(tmp_path, {"SIDECAR_SHUTDOWN_GRACE": "1"}) as running,
         ThreadPoolExecutor(1) as pool,
     ):
-        upstream.slow_events.clear()
-        in_flight: Future[httpx.Response] = pool.submit(
-            httpx.post,
-            f"{running.base_url}/v1/tools/execute",
-            json=_slow_call(upstream, 60),
-            timeout=30,
-        )
-        _until(lambda: "started" in upstream.slow_events)
+        in_flight = _slow_call_in_flight(pool, running, upstream, 60)
         signalled = time.monotonic()
         running.process.send_signal(signal.SIGTERM)
         answer = in_flight.result(timeout=30)

@@ -19,9 +19,10 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import Annotated, Protocol, TypeAlias, runtime_checkable
 
 import httpx
+from pydantic import BeforeValidator, Strict
 
 __all__ = [
     "NO_SECRETS",
@@ -40,6 +41,7 @@ __all__ = [
     "McpServer",
     "McpToolInfo",
     "McpUnavailable",
+    "Number",
     "OutboundBlocked",
     "OutboundCall",
     "Rendered",
@@ -57,10 +59,24 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "VariableValue",
+    "WholeNumber",
     "shorten",
 ]
 
 JsonValue: TypeAlias = dict[str, "JsonValue"] | list["JsonValue"] | str | int | float | bool | None
+
+
+def _whole(value: object) -> object:
+    """A float with no fraction as the int it is (orq's SDK sends its numbers as `100.0`)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# Numbers of the wire models, without lax coercion: a JSON number only, never `true` or
+# `"5"`. A whole number also takes a whole float; a number also takes an int.
+WholeNumber = Annotated[int, BeforeValidator(_whole), Strict()]
+Number = Annotated[float, Strict()]
 JsonObject: TypeAlias = dict[str, JsonValue]
 
 

@@ -25,6 +25,7 @@ from tools.base import (
     ToolError,
     ToolOutput,
     ToolResult,
+    WholeNumber,
 )
 from tools.code_http import outbound_call
 from tools.schemas import EMPTY_OBJECT_SCHEMA, check_object_schema
@@ -42,7 +43,7 @@ class CodeSpec(BaseModel):
     language: Literal["python"] = "python"
     code: str = Field(min_length=1, max_length=MAX_CODE_CHARS)
     parameters: dict[str, Any] = Field(default_factory=lambda: dict(EMPTY_OBJECT_SCHEMA))
-    timeout: int = Field(default=30, ge=1, le=120)
+    timeout: WholeNumber = Field(default=30, ge=1, le=120)
     allowed_hosts: list[str] = Field(default_factory=list)
 
     @field_validator("parameters")

@@ -41,6 +41,7 @@ from tools.base import (
     ToolResult,
     UpstreamError,
     UpstreamTimeout,
+    WholeNumber,
 )
 from tools.base import JsonValue as ToolJson
 from tools.http_response import failure_kind, read_result
@@ -70,7 +71,7 @@ class HttpBlueprint(BaseModel):
     method: Literal["GET", "POST", "PUT", "DELETE", "PATCH"] = "GET"
     headers: dict[str, str | HeaderValue] = {}
     body: JsonValue | None = None
-    timeout: int = Field(default=60, ge=1, le=600)
+    timeout: WholeNumber = Field(default=60, ge=1, le=600)
 
     @field_validator("method", mode="before")
     @classmethod

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from tools.base import Number
+
 __all__ = [
     "BatchRequest",
     "BatchResponse",
@@ -39,7 +41,7 @@ class ExecuteRequest(BaseModel):
         description='Name to value; `{"secret": true, "value": "..."}` marks a secret.',
     )
     call_id: str | None = Field(default=None, max_length=256)
-    timeout: float | None = Field(default=None, gt=0, le=600, description="Seconds.")
+    timeout: Number | None = Field(default=None, gt=0, le=600, description="Seconds.")
 
 
 class BatchRequest(BaseModel):

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from sidecar.errors import BadRequest
+from tools.base import Number, WholeNumber
 
 __all__ = [
     "UNSUPPORTED_FIELDS",
@@ -51,10 +52,10 @@ class _Strict(BaseModel):
 class Limits(_Strict):
     """Bounds of one run."""
 
-    max_iterations: int = Field(default=100, ge=1, le=100)
-    max_execution_time: float = Field(default=600.0, gt=0, le=3600)
-    max_cost: float = Field(default=0.0, ge=0)
-    tool_timeout: float = Field(default=300.0, gt=0, le=3600)
+    max_iterations: WholeNumber = Field(default=100, ge=1, le=100)
+    max_execution_time: Number = Field(default=600.0, gt=0, le=3600)
+    max_cost: Number = Field(default=0.0, ge=0)
+    tool_timeout: Number = Field(default=300.0, gt=0, le=3600)
 
 
 class Fallback(_Strict):
@@ -66,14 +67,14 @@ class Fallback(_Strict):
 class RetryOptions(_Strict):
     """Retries of one model call."""
 
-    count: int = Field(default=1, ge=1, le=5)
-    on_codes: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504])
+    count: WholeNumber = Field(default=1, ge=1, le=5)
+    on_codes: list[WholeNumber] = Field(default_factory=lambda: [429, 500, 502, 503, 504])
 
 
 class TimeoutOptions(_Strict):
     """`call_timeout`: milliseconds for one provider call."""
 
-    call_timeout: int = Field(gt=0, le=3_600_000)
+    call_timeout: WholeNumber = Field(gt=0, le=3_600_000)
 
 
 class TextFormat(BaseModel):
@@ -109,7 +110,7 @@ class ResponseRequest(_Strict):
     tools: list[dict[str, Any] | str] = Field(default_factory=list)
     tool_choice: Literal["auto", "none", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: StrictBool | None = None
-    max_tool_calls: int | None = Field(default=None, ge=1)
+    max_tool_calls: WholeNumber | None = Field(default=None, ge=1)
     limits: Limits = Field(default_factory=Limits)
     variables: dict[str, Any] | None = None
     template_engine: Literal["text", "jinja", "mustache"] = "text"
@@ -121,9 +122,9 @@ class ResponseRequest(_Strict):
     timeout: TimeoutOptions | None = None
     text: TextOptions | None = None
     reasoning: ReasoningOptions | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
+    max_output_tokens: WholeNumber | None = Field(default=None, ge=1)
+    temperature: Number | None = Field(default=None, ge=0, le=2)
+    top_p: Number | None = Field(default=None, ge=0, le=1)
     stop_sequences: list[str] | None = None
     metadata: dict[str, str] | None = None
     tags: list[str] | None = None

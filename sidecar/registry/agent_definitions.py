@@ -30,6 +30,7 @@ from pydantic import (
 from ulid import ULID
 
 from sidecar.errors import ManifestError
+from tools.base import Number, WholeNumber
 
 __all__ = [
     "AGENT_KEY_PATTERN",
@@ -74,11 +75,11 @@ class _Strict(BaseModel):
 class ModelParameters(_Strict):
     """Model parameters an agent sets for its runs (a request's own values win)."""
 
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: Number | None = Field(default=None, ge=0, le=2)
+    top_p: Number | None = Field(default=None, ge=0, le=1)
+    max_tokens: WholeNumber | None = Field(default=None, ge=1)
+    max_completion_tokens: WholeNumber | None = Field(default=None, ge=1)
+    max_output_tokens: WholeNumber | None = Field(default=None, ge=1)
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     stop: list[str] | None = None
 
@@ -91,8 +92,8 @@ class ModelParameters(_Strict):
 class ModelRetry(_Strict):
     """Retries of a model call (orq's SDK sends the numbers as floats)."""
 
-    count: int = Field(default=3, ge=1, le=5)
-    on_codes: list[int] = Field(default_factory=lambda: [429])
+    count: WholeNumber = Field(default=3, ge=1, le=5)
+    on_codes: list[WholeNumber] = Field(default_factory=lambda: [429])
 
 
 def _model_id(value: str) -> str:
@@ -137,7 +138,7 @@ class AgentTool(_Strict):
     tool_id: str | None = Field(default=None, min_length=1)  # one tool of an MCP server
     requires_approval: StrictBool = False
     configuration: dict[str, Any] | None = None
-    timeout: float | None = Field(default=None, gt=0, le=MAX_TOOL_TIMEOUT)
+    timeout: Number | None = Field(default=None, gt=0, le=MAX_TOOL_TIMEOUT)
     # Shown on the wire; accepted back so that a fetched agent can be sent again.
     action_type: str | None = None
     display_name: str | None = None
@@ -179,9 +180,9 @@ class AgentTool(_Strict):
 class AgentSettings(_Strict):
     """Limits and tools of an agent's runs."""
 
-    max_iterations: int = Field(default=100, ge=1, le=100)
-    max_execution_time: int = Field(default=600, ge=1, le=3600)
-    max_cost: float = Field(default=0.0, ge=0)
+    max_iterations: WholeNumber = Field(default=100, ge=1, le=100)
+    max_execution_time: WholeNumber = Field(default=600, ge=1, le=3600)
+    max_cost: Number = Field(default=0.0, ge=0)
     tool_approval_required: ApprovalPolicy = "respect_tool"
     tools: list[AgentTool] = Field(default_factory=list)
     chat_exposed: StrictBool | None = None

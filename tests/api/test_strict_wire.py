@@ -83,3 +83,56 @@ async def test_a_list_query_says_each_thing_once_and_whole(
 
 async def test_the_sdks_float_limit_is_still_a_whole_number(client: httpx.AsyncClient) -> None:
     assert (await client.get("/v2/tools?limit=50.0")).status_code == 200
+
+
+NOT_NUMBERS = {
+    "execute timeout true": (
+        "/v1/tools/execute",
+        {"tool": {"type": "orq:current_date"}, "timeout": True},
+        "timeout",
+    ),
+    "execute timeout text": (
+        "/v1/tools/execute",
+        {"tool": {"type": "orq:current_date"}, "timeout": "5"},
+        "timeout",
+    ),
+    "responses max_output_tokens text": (
+        "/v1/responses",
+        {"model": "openai/gpt-4.1-mini", "input": "hi", "max_output_tokens": "5"},
+        "max_output_tokens",
+    ),
+    "responses limits boolean": (
+        "/v1/responses",
+        {"model": "openai/gpt-4.1-mini", "input": "hi", "limits": {"max_iterations": True}},
+        "max_iterations",
+    ),
+    "http tool timeout boolean": ("/v2/tools", http_tool("t", URL, timeout=True), "timeout"),
+}
+
+
+@pytest.mark.parametrize(("route", "body", "field"), NOT_NUMBERS.values(), ids=NOT_NUMBERS)
+async def test_a_number_field_takes_only_a_number(
+    client: httpx.AsyncClient, route: str, body: dict[str, Any], field: str
+) -> None:
+    answer = await client.post(route, json=body)
+    assert answer.status_code in (400, 422), answer.text
+    assert field in answer.text
+
+
+async def test_a_whole_float_is_a_whole_number_as_orqs_sdk_sends_it(
+    client: httpx.AsyncClient,
+) -> None:
+    agent: dict[str, Any] = {
+        "key": "float-agent",
+        "role": "helper",
+        "description": "d",
+        "instructions": "i",
+        "path": "Default",
+        "model": "openai/gpt-4.1-mini",
+        "settings": {"max_iterations": 10.0, "max_execution_time": 300.0, "tools": []},
+    }
+    created = await client.post("/v2/agents", json=agent)
+    assert created.status_code == 201, created.text
+    assert created.json()["settings"]["max_iterations"] == 10
+    agent["key"], agent["settings"]["max_iterations"] = "fraction-agent", 10.5
+    assert (await client.post("/v2/agents", json=agent)).status_code == 422

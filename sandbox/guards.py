@@ -306,10 +306,8 @@ class RunGuards:
             raise TypeError("super() is only available in the tool's own classes")
         if name.startswith("__") and name not in SPECIAL_METHODS:
             raise AttributeError(f"super().{name} is not allowed in tools")
-        if is_private_name(name):
-            mro = type(instance).__mro__ if not isinstance(instance, type) else instance.__mro__
-            if not any(name in vars(klass) for klass in mro if klass in self.owned):
-                raise AttributeError(f"super() has no attribute {name!r} of the tool's own")
+        if is_private_name(name) and not self._defines(instance, name):
+            raise AttributeError(f"super() has no attribute {name!r} of the tool's own")
         proxy = super(cls, cast(Any, instance))
         value = guarded_getattr(proxy, name) if name[0].isalpha() else getattr(proxy, name)
         return _check_value(value, f"attribute {name!r}")

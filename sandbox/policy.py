@@ -17,7 +17,8 @@ import re
 import sys
 import types
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -147,7 +148,7 @@ class _ToolTransformer(RestrictingNodeTransformer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._scopes: list[str] = []  # "class" or "function", innermost last
-        self._instances: list[str | None] = []  # per function: its `self` if a method
+        self._instances: list[str | None] = []  # per scope: a method's `self`, else None
         self._made: set[int] = set()  # ids of the guard names this transformer wrote
         self._methods: set[int] = set()  # ids of special-method definitions allowed
         self._temporaries = 0
@@ -174,34 +175,32 @@ class _ToolTransformer(RestrictingNodeTransformer):
             return
         super().check_name(node, name, allow_magic_methods)
 
-    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
-        self._scopes.append("class")
+    @contextmanager
+    def _scope(self, kind: str, instance: str | None = None) -> Iterator[None]:
+        """Inside a class body or a function (a method's `self` named by `instance`)."""
+        self._scopes.append(kind)
+        self._instances.append(instance)
         try:
-            return super().visit_ClassDef(node)
+            yield
         finally:
             self._scopes.pop()
+            self._instances.pop()
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        with self._scope("class"):
+            return super().visit_ClassDef(node)
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
         method = self._scopes[-1:] == ["class"]
         if method and node.name in SPECIAL_METHODS:
             self._methods.add(id(node))
         parameters = [*node.args.posonlyargs, *node.args.args]
-        self._instances.append(parameters[0].arg if method and parameters else None)
-        self._scopes.append("function")
-        try:
+        with self._scope("function", parameters[0].arg if method and parameters else None):
             return super().visit_FunctionDef(node)
-        finally:
-            self._scopes.pop()
-            self._instances.pop()
 
     def visit_Lambda(self, node: ast.Lambda) -> Any:
-        self._scopes.append("function")
-        self._instances.append(None)
-        try:
+        with self._scope("function"):
             return super().visit_Lambda(node)
-        finally:
-            self._scopes.pop()
-            self._instances.pop()
 
     def visit_Attribute(self, node: ast.Attribute) -> Any:
         if _is_super_call(node.value) and isinstance(node.ctx, ast.Load):

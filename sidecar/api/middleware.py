@@ -81,8 +81,7 @@ class EdgeMiddleware:
                 if problem is not None:
                     caller = None  # not admitted: nothing to release
             if problem is not None:
-                headers = _refusal_headers(problem)
-                await error_response(problem, headers)(scope, receive, send_with_id)
+                await error_response(problem)(scope, receive, send_with_id)
                 return
             # The body's size was checked above when it was announced; else it is counted.
             counted = receive if length is not None and length.isdigit() else self._limited(receive)
@@ -100,7 +99,7 @@ class EdgeMiddleware:
                     cut = ShuttingDown(
                         "the service stopped before the request finished; send it again"
                     )
-                    await error_response(cut, _refusal_headers(cut))(scope, receive, send_with_id)
+                    await error_response(cut)(scope, receive, send_with_id)
             finally:
                 self._drain.leave(task)
         finally:
@@ -177,11 +176,3 @@ def _request_id(offered: bytes | None) -> str:
         if REQUEST_ID.match(text):
             return text
     return new_id("req")
-
-
-def _refusal_headers(problem: SidecarError) -> dict[str, str] | None:
-    if isinstance(problem, Unauthorized):
-        return {"www-authenticate": "Bearer"}
-    if isinstance(problem, ShuttingDown):
-        return {"connection": "close", "retry-after": "1"}
-    return None

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.models import ErrorBody, ErrorResponse
-from sidecar.errors import BadRequest, SidecarError, TooManyRequests
+from sidecar.errors import BadRequest, ShuttingDown, SidecarError, TooManyRequests, Unauthorized
 from sidecar.execution import Completed, Execution, Failed, RequiresAction
 
 __all__ = [
@@ -96,10 +96,10 @@ def json_bytes(value: Any) -> bytes:
 
 
 def error_response(error: SidecarError, headers: dict[str, str] | None = None) -> Response:
-    """The `{"error": {type, code, message, param}, "message"}` answer of an error; a
-    429 says when to try again (`Retry-After`)."""
-    if isinstance(error, TooManyRequests):
-        headers = {"retry-after": str(error.retry_after), **(headers or {})}
+    """The `{"error": {type, code, message, param}, "message"}` answer of an error, with
+    the headers its kind calls for (`Retry-After` on a 429 and while shutting down, the
+    bearer challenge on a 401)."""
+    headers = {**_headers_of(error), **(headers or {})} or None
     body = ErrorResponse(
         error=ErrorBody(type=error.type, code=error.code, message=error.message, param=error.param),
         message=error.message,
@@ -110,6 +110,16 @@ def error_response(error: SidecarError, headers: dict[str, str] | None = None) -
         media_type="application/json",
         headers=headers,
     )
+
+
+def _headers_of(error: SidecarError) -> dict[str, str]:
+    if isinstance(error, TooManyRequests):
+        return {"retry-after": str(error.retry_after)}
+    if isinstance(error, ShuttingDown):
+        return {"connection": "close", "retry-after": "1"}
+    if isinstance(error, Unauthorized):
+        return {"www-authenticate": "Bearer"}
+    return {}
 
 
 def _no_constant(name: str) -> object:

@@ -120,6 +120,8 @@ async def test_concurrent_requests_are_limited_per_api_key(
     assert _retry_after(same) == 1
     assert other.status_code == 200
     assert after.status_code == 200  # the slot was given back when the first one ended
+    for key in KEYS:
+        assert_no_secret(same.text, key)
 
 
 async def test_concurrent_calls_are_limited_per_tool_kind(

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run install dev node test lint typecheck pytest bench soak clean
+.PHONY: run install dev node postgres test lint typecheck pytest bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# PostgreSQL's server binaries, which the store tests start a server of their own
+# from (Debian's package); installed only when missing. Needs root or sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; }
+
 install: $(VENV)/.installed
 
 dev: $(VENV)/.dev-installed
@@ -39,7 +47,7 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-pytest: dev node
+pytest: dev node postgres
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -50,7 +58,7 @@ bench: dev
 # The long forms of the suites `make test` runs short: the schemathesis fuzz for
 # SOAK_SECONDS (random, every phase).
 SOAK_SECONDS ?= 900
-soak: dev node
+soak: dev node postgres
 	SIDECAR_FUZZ_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest -q tests/e2e/test_openapi_fuzz.py
 
 clean:

@@ -1,4 +1,5 @@
-"""The `sidecar` command: `serve`, `mcp`, `tools list`, `tools call`, `manifests check`."""
+"""The `sidecar` command: `serve`, `mcp`, `tools list`, `tools call`, `manifests check`,
+`db migrate`."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from sidecar.registry.definitions import (
 )
 from sidecar.registry.manifests import load_agent_manifests, load_tool_manifests, manifest_files
 from sidecar.registry.references import parse_reference
-from sidecar.services import open_services
+from sidecar.services import databases, open_services
 from sidecar.settings import Settings, env_name
 from sidecar.shutdown import Drain
 from sidecar.variables import secret_values
@@ -100,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     call.set_defaults(handler=_tools_call)
 
+    database = commands.add_parser("db", help="the stores' database").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    migrate = database.add_parser(
+        "migrate", help="bring the schema up to date (SQLite files or SIDECAR_DATABASE_URL)"
+    )
+    migrate.set_defaults(handler=_db_migrate)
+
     manifests = commands.add_parser("manifests", help="manifest files").add_subparsers(
         required=True, metavar="ACTION"
     )
@@ -109,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_manifests_check)
     for sub in (listing, call, check, serve, mcp):
         sub.add_argument("--manifests-dir", help="SIDECAR_MANIFESTS_DIR")
+    for sub in (listing, call, check, serve, mcp, migrate):
         sub.add_argument("--state-dir", help="SIDECAR_STATE_DIR")
     for sub in (serve, mcp):
         sub.add_argument("--variables-file", help="SIDECAR_MCP_VARIABLES_FILE")
@@ -312,6 +322,34 @@ def _pairs(items: Sequence[str], flag: str, *, as_json: bool = True) -> list[tup
                 value = raw
         pairs.append((name, value))
     return pairs
+
+
+def _db_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """Apply the migrations each database lacks; one JSON line per schema."""
+
+    async def migrate() -> list[dict[str, Any]]:
+        lines: list[dict[str, Any]] = []
+        for database in databases(settings):
+            try:
+                applied = await database.migrate()
+            finally:
+                await database.close()
+            lines.extend(
+                {"database": database.describe(), "schema": name, "from": old, "to": new}
+                for name, (old, new) in applied.items()
+            )
+        return lines
+
+    try:
+        lines = anyio.run(migrate)
+    except RuntimeError as exc:  # a schema newer than this sidecar
+        print(
+            json.dumps({"error": {"code": "schema_too_new", "message": str(exc)}}), file=sys.stderr
+        )
+        return 1
+    for line in lines:
+        print(json.dumps(line))
+    return 0
 
 
 def _manifests_check(args: argparse.Namespace, settings: Settings) -> int:

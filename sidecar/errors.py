@@ -8,6 +8,9 @@
     ├── MethodNotAllowed    405
     ├── Conflict            409      a key that is taken, a read-only (manifest) tool
     ├── PayloadTooLarge     413      a body over the configured limit
+    ├── TooManyRequests     429      a limit said no for now (Retry-After)
+    ├── ShuttingDown        503      the service is stopping
+    ├── StoreUnavailable    503      the database cannot answer now (Retry-After)
     └── ManifestError       422      a manifest or tool definition that does not validate
 
 Failures of a tool that ran are not raised through here: they are `tools.base.ToolError`s
@@ -25,6 +28,7 @@ __all__ = [
     "PayloadTooLarge",
     "ShuttingDown",
     "SidecarError",
+    "StoreUnavailable",
     "TooManyRequests",
     "ToolNotFound",
     "Unauthorized",
@@ -116,6 +120,14 @@ class ShuttingDown(SidecarError):
     status = 503
     type = "api_error"
     code = "shutting_down"
+
+
+class StoreUnavailable(SidecarError):
+    """The database (SQLite file, PostgreSQL) cannot answer now: down, restarting, full."""
+
+    status = 503
+    type = "api_error"
+    code = "store_unavailable"
 
 
 class ManifestError(SidecarError):

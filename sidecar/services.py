@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,13 +11,17 @@ from starlette.requests import HTTPConnection
 
 from sandbox import SandboxLimits, SandboxPool
 from sidecar.code_runner import SandboxCodeRunner
+from sidecar.database import Database
+from sidecar.database.postgres import PostgresDatabase
+from sidecar.database.sqlite import SqliteDatabase
 from sidecar.deadlines import DeadlineWatch
+from sidecar.errors import StoreUnavailable
 from sidecar.execution import Executor
 from sidecar.llm.providers.catalog import build_provider, provider_specs
 from sidecar.llm.providers.lean_http import LeanTransport
 from sidecar.llm.responder import Responder
 from sidecar.llm.routing import Router
-from sidecar.llm.store import ResponseStore
+from sidecar.llm.store import RESPONSES_SCHEMA, ResponseStore
 from sidecar.logs import get_logger
 from sidecar.mcp_pool import McpPool, McpPoolSettings
 from sidecar.metrics import Metrics
@@ -32,7 +35,7 @@ from sidecar.registry.factory import HttpLimits, ToolFactory
 from sidecar.registry.manifests import load_agent_manifests, load_tool_manifests
 from sidecar.registry.references import ToolExecutor
 from sidecar.registry.registry import Registry
-from sidecar.registry.store import ToolStore
+from sidecar.registry.store import REGISTRY_SCHEMA, ToolStore
 from sidecar.settings import Settings
 from sidecar.shutdown import Drain
 from sidecar.templating import PlaceholderRenderer
@@ -43,7 +46,15 @@ from tools.page_fetch import FetchLimits
 from tools.search_backends import BraveBackend, GoogleBackend, SearchBackend, SearxngBackend
 from tools.web_scraper import ScraperOptions, WebScraperTool
 
-__all__ = ["Services", "open_services", "platform_tools", "services_from", "started_services"]
+__all__ = [
+    "Services",
+    "databases",
+    "open_databases",
+    "open_services",
+    "platform_tools",
+    "services_from",
+    "started_services",
+]
 
 log = get_logger("sidecar.services")
 USER_AGENT = "orq-sidecar/0.1 (+tool execution)"
@@ -67,17 +78,18 @@ class Services:
     async def readiness(self) -> dict[str, dict[str, Any]]:
         """Each dependency's state, for `/readyz`."""
         checks: dict[str, dict[str, Any]] = {}
+        backend = self.store.database.dialect
         try:
             await self.store.ping()
-            checks["store"] = {"ok": True}
-        except (sqlite3.Error, RuntimeError) as exc:  # readiness reports, it does not crash
-            checks["store"] = {"ok": False, "error": type(exc).__name__}
+            checks["store"] = {"ok": True, "backend": backend}
+        except (StoreUnavailable, RuntimeError) as exc:  # readiness reports, it does not crash
+            checks["store"] = {"ok": False, "backend": backend, "error": type(exc).__name__}
         checks["registry"] = {"ok": True, "platform_tools": sorted(self.registry.builtins)}
         if self.responder is not None:
             try:
                 await self.responder.ping()
                 checks["model_core"] = {"ok": True, "providers": self.responder.providers}
-            except (sqlite3.Error, RuntimeError) as exc:
+            except (StoreUnavailable, RuntimeError) as exc:
                 checks["model_core"] = {"ok": False, "error": type(exc).__name__}
         if self.mcp is not None:
             checks["mcp"] = {"ok": True, "upstream_connections": self.mcp.open_connections}
@@ -153,7 +165,8 @@ async def open_services(
             settings.encryption_key.get_secret_value() if settings.encryption_key else None
         )
         box = SecretBox.from_settings(configured_key, settings.key_path)
-        store = await stack.enter_async_context(ToolStore(settings.database_path))
+        registry_db, responses_db = await stack.enter_async_context(open_databases(settings))
+        store = ToolStore(registry_db)
         http = await stack.enter_async_context(
             guarded_client(
                 OutboundPolicy(settings.outbound_allow),
@@ -211,14 +224,18 @@ async def open_services(
             max_timeout=settings.max_tool_timeout,
             kind_limits=settings.tool_limits,
         )
-        agents = Agents(AgentStore(store.file), registry, manifest_agents)
+        agents = Agents(AgentStore(registry_db), registry, manifest_agents)
         await agents.check_manifests()
-        responder = await _open_model_core(stack, settings, registry, executor, agents, drain)
+        responses = await stack.enter_async_context(ResponseStore(responses_db))
+        responder = await _open_model_core(
+            stack, settings, registry, executor, agents, responses, drain
+        )
         log.info(
             "services.ready",
             manifest_tools=len(manifest_tools),
             manifest_agents=len(manifest_agents),
             state_dir=str(settings.state_dir),
+            database=registry_db.describe(),
             providers=responder.providers,
         )
         yield Services(
@@ -232,16 +249,16 @@ async def _open_model_core(
     registry: Registry,
     executor: ToolExecutor,
     agents: Agents,
+    responses: ResponseStore,
     drain: Drain,
 ) -> Responder:
-    """The providers, their HTTP client, the response store and the responder."""
+    """The providers, their HTTP client and the responder."""
     specs = provider_specs(settings)
     # Provider addresses are the operator's settings, not a model's or a user's choice:
     # the outbound guard (which keeps those away from private hosts) does not apply.
     transport = LeanTransport(user_agent=USER_AGENT)
     stack.push_async_callback(transport.aclose)
     router = Router({name: build_provider(spec, transport) for name, spec in specs.items()})
-    responses = await stack.enter_async_context(ResponseStore(settings.responses_path))
     return Responder(
         router=router,
         specs=specs,
@@ -251,6 +268,28 @@ async def _open_model_core(
         agents=agents,
         drain=drain,
     )
+
+
+def databases(settings: Settings) -> list[SqliteDatabase | PostgresDatabase]:
+    """The stores' databases, not opened yet: one PostgreSQL database for the registry
+    and the responses when `SIDECAR_DATABASE_URL` is set, else a SQLite file each."""
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+        schemas = (REGISTRY_SCHEMA, RESPONSES_SCHEMA)
+        pool_size, timeout = settings.database_pool_size, settings.database_timeout
+        return [PostgresDatabase(url, schemas, pool_size=pool_size, timeout=timeout)]
+    return [
+        SqliteDatabase(settings.database_path, REGISTRY_SCHEMA),
+        SqliteDatabase(settings.responses_path, RESPONSES_SCHEMA),
+    ]
+
+
+@asynccontextmanager
+async def open_databases(settings: Settings) -> AsyncIterator[tuple[Database, Database]]:
+    """The registry's and the responses' databases, opened and migrated."""
+    async with AsyncExitStack() as stack:
+        opened: list[Database] = [await stack.enter_async_context(db) for db in databases(settings)]
+        yield opened[0], opened[-1]
 
 
 async def _open_sandbox(stack: AsyncExitStack, settings: Settings) -> SandboxPool | None:

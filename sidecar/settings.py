@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     state_dir: Path = Path(".sidecar")
+    database_url: SecretStr | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=1000)
+    database_timeout: float = Field(default=5.0, gt=0, le=300)
     manifests_dir: Path = Path("manifests")
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     encryption_key: SecretStr | None = None
@@ -212,6 +215,19 @@ class Settings(BaseSettings):
             return value.strip() or None
         return value
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _postgres_address(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            if urlsplit(value).scheme not in ("postgresql", "postgres"):
+                # The value itself may hold a password: never repeated.
+                raise ValueError("must be a postgresql:// (or postgres://) URL")
+        return value
+
     @field_validator("search_backend", mode="before")
     @classmethod
     def _lower_backend(cls, value: object) -> object:
@@ -232,6 +248,16 @@ class Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError("must be an absolute http(s) URL")
         return value
+
+    @model_validator(mode="after")
+    def _shared_database_has_a_shared_key(self) -> Settings:
+        if self.database_url is not None and self.encryption_key is None:
+            raise ValueError(
+                "SIDECAR_DATABASE_URL needs SIDECAR_ENCRYPTION_KEY: every replica must "
+                "open the header values the others sealed (a key file in one replica's "
+                "state directory would not do)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _search_backend_complete(self) -> Settings:
@@ -296,8 +322,9 @@ class Settings(BaseSettings):
 
 def _secrets_in(value: object) -> list[str]:
     """A setting's secret values: a `SecretStr`'s, each of a tuple's, a URL's password."""
-    if isinstance(value, SecretStr):
-        return [value.get_secret_value()]
+    if isinstance(value, SecretStr):  # a secret URL's password alone too
+        secret = value.get_secret_value()
+        return [secret, *_secrets_in(secret)]
     if isinstance(value, tuple):
         return [secret for item in value for secret in _secrets_in(item)]
     if isinstance(value, str) and "://" in value:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -114,3 +115,49 @@ def test_a_tool_of_a_manifest_mcp_server_is_called_by_name(
     answer = json.loads(capsys.readouterr().out)
     assert code == 0, answer
     assert answer["result"]["structured_content"] == {"result": 42}
+
+
+def test_db_migrate_brings_the_sqlite_files_up_to_date_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+
+    def migrate() -> list[tuple[str, int, int]]:
+        assert main(["db", "migrate", "--state-dir", str(state)]) == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        return [(line["schema"], line["from"], line["to"]) for line in lines]
+
+    assert migrate() == [("registry", 0, 3), ("responses", 0, 1)]
+    assert migrate() == [("registry", 3, 3), ("responses", 1, 1)]
+    assert sorted(path.name for path in state.glob("*.sqlite3")) == [
+        "registry.sqlite3",
+        "responses.sqlite3",
+    ]
+
+
+def test_db_migrate_refuses_a_database_of_a_newer_sidecar(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = tmp_path / "state"
+    assert main(["db", "migrate", "--state-dir", str(state)]) == 0
+    with sqlite3.connect(state / "registry.sqlite3") as conn:
+        conn.execute("PRAGMA user_version = 9")
+    assert main(["db", "migrate", "--state-dir", str(state)]) == 1
+    error = json.loads(capsys.readouterr().err)["error"]
+    assert error["code"] == "schema_too_new"
+    assert "registry schema version 9 is newer than this sidecar knows (3)" in error["message"]
+
+
+def test_db_migrate_against_an_unreachable_postgresql_fails_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "pw-migrate-" + "Tq6Lm1Zx"
+    monkeypatch.setenv("SIDECAR_DATABASE_URL", f"postgresql://u:{password}@127.0.0.1:1/db")
+    monkeypatch.setenv("SIDECAR_ENCRYPTION_KEY", "a-key")
+    monkeypatch.setenv("SIDECAR_DATABASE_TIMEOUT", "1")
+    assert main(["db", "migrate", "--state-dir", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    error = json.loads(captured.err.splitlines()[-1])["error"]  # after the pool's warnings
+    assert error["code"] == "store_unavailable"
+    assert "postgresql://u@127.0.0.1:1/db" in error["message"]
+    assert_no_secret(captured.out + captured.err, password)

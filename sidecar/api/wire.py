@@ -12,7 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from sidecar.api.models import ErrorBody, ErrorResponse
-from sidecar.errors import BadRequest, ShuttingDown, SidecarError, TooManyRequests, Unauthorized
+from sidecar.errors import (
+    BadRequest,
+    ShuttingDown,
+    SidecarError,
+    StoreUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from sidecar.execution import Completed, Execution, Failed, RequiresAction
 
 __all__ = [
@@ -117,6 +124,8 @@ def _headers_of(error: SidecarError) -> dict[str, str]:
         return {"retry-after": str(error.retry_after)}
     if isinstance(error, ShuttingDown):
         return {"connection": "close", "retry-after": "1"}
+    if isinstance(error, StoreUnavailable):
+        return {"retry-after": "1"}
     if isinstance(error, Unauthorized):
         return {"www-authenticate": "Bearer"}
     return {}

@@ -1,34 +1,37 @@
-"""Stored responses: the state directory's `responses.sqlite3`, redacted before it is written.
+"""Stored responses, redacted before they are written: the state directory's
+`responses.sqlite3`, or PostgreSQL shared by every replica.
 
 A record is the response object as answered and the conversation it ends (the core's
 own items), so that a continuation can be rebuilt for any provider, with the calls
 that still wait for their outputs. The caller redacts; this module keeps what it is
 given and reads it back.
 
-Writes are behind the answers: a save puts the record in memory, where it can be read
-at once, and one writer thread writes what has gathered in one transaction. Many
-concurrent responses then cost one thread and a few transactions, not a thread hand-off
-each (measured: a save per request on worker threads halved the requests per second at
-concurrency 32). A record not yet written is lost if the process dies; closing the
-store writes everything first.
+One writer task writes what has gathered in one transaction, so many concurrent
+responses cost a few transactions, not one each (measured: a save per request on
+worker threads halved the requests per second at concurrency 32). How a save waits
+depends on who else reads the database:
+
+- SQLite, this process alone: the save returns at once and the record is read from
+  memory until it is written, a few milliseconds later. A record not yet written is
+  lost if the process dies; closing the store writes everything first.
+- PostgreSQL, shared by replicas: the save returns once its transaction committed,
+  since the continuation may reach another replica at once. A save that cannot be
+  written raises `StoreUnavailable`, and the record is not kept anywhere.
 """
 
 from __future__ import annotations
 
 import json
-import queue
-import sqlite3
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import anyio.to_thread
+import anyio
+from anyio.abc import TaskGroup
 
+from sidecar.database import Database, Schema
+from sidecar.errors import StoreUnavailable
 from sidecar.llm.items import (
     FunctionCallItem,
     FunctionOutputItem,
@@ -39,19 +42,33 @@ from sidecar.llm.items import (
     ReasoningItem,
     TextPart,
 )
-from sidecar.sqlite_file import SqliteFile
+from sidecar.logs import get_logger
 
-__all__ = ["ResponseStore", "StoredResponse", "items_from_json", "items_to_json"]
+__all__ = [
+    "RESPONSES_SCHEMA",
+    "ResponseStore",
+    "StoredResponse",
+    "items_from_json",
+    "items_to_json",
+]
 
+log = get_logger("sidecar.llm.store")
 WRITE_GATHER_SECONDS = 0.005
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+RESPONSES_SCHEMA = Schema(
+    "responses",
     (
-        """CREATE TABLE responses (
-            id TEXT PRIMARY KEY,
-            created INTEGER NOT NULL,
-            body TEXT NOT NULL
-        )""",
+        (
+            """CREATE TABLE responses (
+                id TEXT PRIMARY KEY,
+                created BIGINT NOT NULL,
+                body TEXT NOT NULL
+            )""",
+        ),
     ),
+)
+UPSERT = (
+    "INSERT INTO responses (id, created, body) VALUES (?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET created = excluded.created, body = excluded.body"
 )
 
 
@@ -70,20 +87,30 @@ class StoredResponse:
         return str(self.response["id"])
 
 
-class ResponseStore:
-    """Responses in one SQLite file."""
+@dataclass
+class _Batch:
+    """The records the writer takes together next; done once they are written (or not)."""
 
-    def __init__(self, path: Path) -> None:
-        self._file = SqliteFile(path, MIGRATIONS, what="response store")
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: StoreUnavailable | None = None
+
+
+class ResponseStore:
+    """Responses in the responses' database."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._durable = database.shared
         self._unwritten: dict[str, tuple[int, str]] = {}
-        self._state = threading.Lock()  # guards `_unwritten`
-        self._queue: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self._writer: threading.Thread | None = None
+        self._next = _Batch()
+        self._wake = anyio.Event()
+        self._writing = anyio.Lock()
+        self._closing = False
+        self._tasks: TaskGroup | None = None
 
     async def __aenter__(self) -> ResponseStore:
-        await self._file.open()
-        self._writer = threading.Thread(target=self._write_loop, name="response-store", daemon=True)
-        self._writer.start()
+        self._tasks = await anyio.create_task_group().__aenter__()
+        self._tasks.start_soon(self._write_loop)
         return self
 
     async def __aexit__(
@@ -92,11 +119,11 @@ class ResponseStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            self._queue.put(None)
-            await anyio.to_thread.run_sync(writer.join)
-        await self._file.close()
+        tasks, self._tasks = self._tasks, None
+        if tasks is not None:
+            self._closing = True
+            self._wake.set()
+            await tasks.__aexit__(None, None, None)
 
     @staticmethod
     def encode(record: StoredResponse) -> str:
@@ -110,72 +137,78 @@ class ResponseStore:
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
     async def save_text(self, response_id: str, created: int, text: str) -> None:
-        """Keep (or replace) a record given as its encoded, redacted text; readable at once."""
-        with self._state:
-            self._unwritten[response_id] = (created, text)
-        self._queue.put(response_id)
+        """Keep (or replace) a record given as its encoded, redacted text; readable at once.
+
+        On a shared database, returns once it is written (`StoreUnavailable` if not)."""
+        if self._tasks is None:
+            raise RuntimeError("the response store is not open")
+        self._unwritten[response_id] = (created, text)
+        batch = self._next
+        self._wake.set()
+        if self._durable:
+            await batch.done.wait()
+            if batch.error is not None:
+                raise batch.error
 
     async def get(self, response_id: str) -> StoredResponse | None:
         """The record of `response_id`, or None."""
-        with self._state:
-            waiting = self._unwritten.get(response_id)
+        waiting = self._unwritten.get(response_id)
         if waiting is not None:
             return _decoded(waiting[1])
-        sql = "SELECT body FROM responses WHERE id = ?"
-        row = await self._file.run(lambda conn: conn.execute(sql, (response_id,)).fetchone())
-        return None if row is None else _decoded(row[0])
+        row = await self.database.fetch_one(
+            "SELECT body FROM responses WHERE id = ?", (response_id,)
+        )
+        return None if row is None else _decoded(str(row[0]))
 
     async def delete(self, response_id: str) -> bool:
         """Forget a response; False when there was none."""
-        with self._state:
+        # Not while the writer writes: it may hold the record taken out of memory here.
+        async with self._writing:
             waiting = self._unwritten.pop(response_id, None)
-        sql = "DELETE FROM responses WHERE id = ?"
-        changed = await self._file.run(lambda conn: conn.execute(sql, (response_id,)).rowcount)
+            changed = await self.database.execute(
+                "DELETE FROM responses WHERE id = ?", (response_id,)
+            )
         return bool(changed) or waiting is not None
 
-    def _write_loop(self) -> None:
-        """The writer thread: each wake-up writes everything gathered, in one transaction."""
+    async def ping(self) -> None:
+        """Raise if the database cannot be read."""
+        await self.database.ping()
+
+    async def _write_loop(self) -> None:
+        """The writer: each wake-up writes everything gathered, in one transaction."""
         while True:
-            first = self._queue.get()
-            # Let a busy service gather more records before the writer takes the
-            # interpreter lock from the event loop's thread (a wake-up per record costs
-            # the loop more than the writes).
-            time.sleep(WRITE_GATHER_SECONDS)
-            ids = {first}
-            while True:
-                try:
-                    ids.add(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            batch = {response_id for response_id in ids if response_id is not None}
-            self._file.run_here(partial(self._write, ids=batch))
-            if None in ids:
+            await self._wake.wait()
+            if not self._durable and not self._closing:
+                # Let a busy service gather more records first: a wake-up per record
+                # costs the event loop more than the writes.
+                await anyio.sleep(WRITE_GATHER_SECONDS)
+            with anyio.CancelScope(shield=True):
+                async with self._writing:
+                    # The batch and its records are taken together: a save from now on
+                    # waits for the next one.
+                    self._wake = anyio.Event()
+                    batch, self._next = self._next, _Batch()
+                    rows = [(i, created, text) for i, (created, text) in self._unwritten.items()]
+                    await self._write(batch, rows)
+            if self._closing:
+                if self._unwritten:  # what could not be written is lost: say how much
+                    log.error("responses.unwritten_at_close", records=len(self._unwritten))
                 return
 
-    def _write(self, conn: sqlite3.Connection, ids: set[str]) -> None:
-        # Under the connection's lock: a delete either took the record out of memory
-        # before this snapshot, or deletes the row after this write.
-        with self._state:
-            rows = [(i, *self._unwritten[i]) for i in ids if i in self._unwritten]
-        if not rows:
-            return
-        conn.execute("BEGIN")
+    async def _write(self, batch: _Batch, rows: list[tuple[str, int, str]]) -> None:
         try:
-            conn.executemany(
-                "INSERT OR REPLACE INTO responses (id, created, body) VALUES (?, ?, ?)", rows
-            )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        with self._state:
-            for response_id, created, text in rows:
-                if self._unwritten.get(response_id) == (created, text):
-                    del self._unwritten[response_id]
-
-    async def ping(self) -> None:
-        """Raise if the file cannot be read."""
-        await self._file.run(lambda conn: conn.execute("SELECT 1").fetchone())
+            if rows:
+                await self.database.execute_many(UPSERT, rows)
+        except StoreUnavailable as exc:
+            batch.error = exc
+            log.warning("responses.write_failed", records=len(rows), error=exc.message)
+        for response_id, created, text in rows:
+            # Written, or refused to a caller that waits: out of memory either way. On
+            # a database of this process alone, the next wake-up tries again.
+            taken = batch.error is None or self._durable
+            if taken and self._unwritten.get(response_id) == (created, text):
+                del self._unwritten[response_id]
+        batch.done.set()
 
 
 def _decoded(text: str) -> StoredResponse:

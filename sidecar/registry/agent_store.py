@@ -1,36 +1,34 @@
-"""Agents registered through the API, in the registry's SQLite file (table `agents`).
+"""Agents registered through the API, in the registry's database (table `agents`).
 
-The tool store opens and migrates the file; this store reads and writes its own table
-through the same serialised connection.
+The table is part of the registry schema (`REGISTRY_SCHEMA`), beside the tools'.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
 
+from sidecar.database import Database, Row, UniqueViolation
+from sidecar.database.base import Params
 from sidecar.registry.agent_definitions import AgentDefinition, StoredAgent
-from sidecar.registry.store import KeyTaken, VersionConflict, page_rows, timestamp, transaction
-from sidecar.sqlite_file import SqliteFile
+from sidecar.registry.store import KeyTaken, VersionConflict, page_rows, timestamp
 
 __all__ = ["AgentStore"]
 
 COLUMNS = "id, key, body, version, created, updated"
-Row = tuple[str, str, str, int, str, str]
 
 
 class AgentStore:
     """Registered agents: insert, read by id or key, page, replace, delete."""
 
-    def __init__(self, file: SqliteFile) -> None:
-        self._file = file
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     async def insert(self, agent: StoredAgent) -> None:
         """Add a new agent; KeyTaken when its key is in use."""
         row = _to_row(agent)
         sql = f"INSERT INTO agents ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"  # noqa: S608
-        await self._file.run(lambda conn: _write(conn, sql, row, agent.definition.key))
+        await self._write(sql, row, agent.definition.key)
 
     async def get(self, agent_id: str) -> StoredAgent | None:
         """The agent with this bare ULID, if any."""
@@ -48,45 +46,41 @@ class AgentStore:
             " WHERE id = ? AND version = ?"
         )
         params = (key, body, version, created, updated, agent.id, expected_version)
-        changed = await self._file.run(lambda conn: _write(conn, sql, params, key))
-        if changed == 0:
+        if await self._write(sql, params, key) == 0:
             raise VersionConflict(agent.agent_id, expected_version)
 
     async def delete(self, agent_id: str) -> bool:
         """Remove an agent; whether there was one."""
         sql = "DELETE FROM agents WHERE id = ?"
-        return await self._file.run(lambda conn: conn.execute(sql, (agent_id,)).rowcount) > 0
+        return await self.database.execute(sql, (agent_id,)) > 0
 
     async def page(
         self, *, limit: int, starting_after: str | None = None, ending_before: str | None = None
     ) -> tuple[list[StoredAgent], bool]:
         """Up to `limit` agents newest first, after or before a cursor id; whether more exist."""
         select = f"SELECT {COLUMNS} FROM agents"  # noqa: S608
-        rows, has_more = await self._file.run(
-            lambda conn: page_rows(conn, select, limit, starting_after, ending_before)
+        rows, has_more = await page_rows(
+            self.database, select, limit, starting_after, ending_before
         )
         return [_from_row(row) for row in rows], has_more
 
     async def all(self) -> list[StoredAgent]:
         """Every stored agent, newest first."""
         sql = f"SELECT {COLUMNS} FROM agents ORDER BY id DESC"  # noqa: S608
-        rows: list[Row] = await self._file.run(lambda conn: conn.execute(sql).fetchall())
-        return [_from_row(row) for row in rows]
+        return [_from_row(row) for row in await self.database.fetch_all(sql)]
 
     async def _one(self, column: str, value: str) -> StoredAgent | None:
         sql = f"SELECT {COLUMNS} FROM agents WHERE {column} = ?"  # noqa: S608
-        row: Row | None = await self._file.run(lambda conn: conn.execute(sql, (value,)).fetchone())
+        row = await self.database.fetch_one(sql, (value,))
         return None if row is None else _from_row(row)
 
-
-def _write(conn: sqlite3.Connection, sql: str, params: tuple[object, ...], key: str) -> int:
-    try:
-        with transaction(conn):
-            return int(conn.execute(sql, params).rowcount)
-    except sqlite3.IntegrityError as exc:
-        if "agents.key" in str(exc):
-            raise KeyTaken(key, "agent") from None
-        raise
+    async def _write(self, sql: str, params: Params, key: str) -> int:
+        try:
+            return await self.database.execute(sql, params)
+        except UniqueViolation as exc:
+            if exc.table == "agents" and exc.columns == ("key",):
+                raise KeyTaken(key, "agent") from None
+            raise
 
 
 def _to_row(agent: StoredAgent) -> Row:

@@ -20,6 +20,7 @@ import yaml
 
 from sidecar.registry.manifests import load_tool_manifests
 from sidecar.settings import Settings
+from tests.support.postgres import PostgresServer
 from tests.support.secrets import assert_no_secret
 from tests.support.sidecar_process import wait_until_answering
 from tests.support.upstream import free_port
@@ -108,7 +109,13 @@ def test_the_kubernetes_example_fits_the_image_and_the_service() -> None:
     assert pod["securityContext"]["runAsUser"] == int(_one(stage, "USER").partition(":")[0])
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["terminationGracePeriodSeconds"] > float(env["SIDECAR_SHUTDOWN_GRACE"]["value"])
-    for secret in ("SIDECAR_API_KEYS", "SIDECAR_ENCRYPTION_KEY", "OPENAI_API_KEY"):
+    secrets = (
+        "SIDECAR_API_KEYS",
+        "SIDECAR_ENCRYPTION_KEY",
+        "SIDECAR_DATABASE_URL",
+        "OPENAI_API_KEY",
+    )
+    for secret in secrets:
         assert "secretKeyRef" in env[secret]["valueFrom"], secret  # never a literal
     port = env["SIDECAR_PORT"]["value"]
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
@@ -120,7 +127,9 @@ def test_the_kubernetes_example_fits_the_image_and_the_service() -> None:
     assert config_map["data"], "the ConfigMap holds tool manifests"
 
 
-def _run_entry_command(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+def _run_entry_command(
+    tmp_path: Path, database_url: str
+) -> tuple[subprocess.Popen[bytes], str, Path]:
     """The image's ENTRYPOINT and CMD with its ENV and the pod's, paths under `tmp_path`."""
     config_map, deployment = _kubernetes()
     stage = _dockerfile()
@@ -128,7 +137,7 @@ def _run_entry_command(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Pa
     tools.mkdir(parents=True)
     for name, text in config_map["data"].items():
         (tools / name).write_text(text, encoding="utf-8")
-    secrets = {"api-key": API_KEY, "encryption-key": ENCRYPTION_KEY}
+    secrets = {"api-key": API_KEY, "encryption-key": ENCRYPTION_KEY, "database-url": database_url}
     env = _image_env(stage)
     for item in _sidecar_container(deployment)["env"]:
         if "value" in item:
@@ -153,10 +162,12 @@ def _run_entry_command(tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Pa
     return process, f"http://127.0.0.1:{port}", log
 
 
-def test_the_entry_command_with_the_pods_environment_serves_and_stops(tmp_path: Path) -> None:
+def test_the_entry_command_with_the_pods_environment_serves_and_stops(
+    tmp_path: Path, postgres_url: str, postgres_server: PostgresServer
+) -> None:
     _, deployment = _kubernetes()
     sidecar = _sidecar_container(deployment)
-    process, base_url, log = _run_entry_command(tmp_path)
+    process, base_url, log = _run_entry_command(tmp_path, postgres_url)
     try:
         wait_until_answering(process, f"{base_url}/healthz", 30, lambda: log.read_text())
         wait_until_answering(process, f"{base_url}/readyz", 30, lambda: log.read_text())
@@ -179,6 +190,7 @@ def test_the_entry_command_with_the_pods_environment_serves_and_stops(tmp_path: 
     logs = log.read_text(encoding="utf-8")
     assert probes == {"readinessProbe": 0, "livenessProbe": 0}
     assert ready["status"] == "ready"
+    assert ready["checks"]["store"] == {"ok": True, "backend": "postgresql"}
     assert set(ready["checks"]["sandbox"]["layers"]) >= {"rlimits", "seccomp"}
     assert tools.status_code == 200
     assert [tool["key"] for tool in tools.json()["data"]] == ["world_clock"]
@@ -188,6 +200,7 @@ def test_the_entry_command_with_the_pods_environment_serves_and_stops(tmp_path: 
     for text in (logs, tools.text, json.dumps(ready)):
         assert_no_secret(text, API_KEY)
         assert_no_secret(text, ENCRYPTION_KEY)
+        assert_no_secret(text, postgres_server.password)
 
 
 @pytest.mark.parametrize("name", ["current-time.yaml"])

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from sidecar.database.sqlite import SqliteDatabase
 from sidecar.deadlines import DeadlineWatch
 from sidecar.errors import BadRequest
 from sidecar.execution import Executor
@@ -33,13 +34,13 @@ from sidecar.llm.providers.catalog import Price, ProviderSpec
 from sidecar.llm.responder import ModelCallFailed, Responder
 from sidecar.llm.responses import parse_request
 from sidecar.llm.routing import Router
-from sidecar.llm.store import ResponseStore
+from sidecar.llm.store import RESPONSES_SCHEMA, ResponseStore
 from sidecar.metrics import Metrics
 from sidecar.registry.crypto import SecretBox
 from sidecar.registry.factory import HttpLimits, ToolFactory
 from sidecar.registry.references import ToolExecutor
 from sidecar.registry.registry import Registry
-from sidecar.registry.store import ToolStore
+from sidecar.registry.store import REGISTRY_SCHEMA, ToolStore
 from sidecar.templating import PlaceholderRenderer
 from tests.support.secrets import assert_no_piece
 from tools.base import Secret
@@ -97,12 +98,13 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Responder, Scripted, Scri
     factory = ToolFactory(SecretBox(Fernet.generate_key()), HttpLimits())
     deadlines = DeadlineWatch(resolution=0.01)
     async with (
-        ToolStore(tmp_path / "tools.sqlite3") as tools,
-        ResponseStore(tmp_path / "responses.sqlite3") as store,
+        SqliteDatabase(tmp_path / "tools.sqlite3", REGISTRY_SCHEMA) as tools_db,
+        SqliteDatabase(tmp_path / "responses.sqlite3", RESPONSES_SCHEMA) as responses_db,
+        ResponseStore(responses_db) as store,
         httpx.AsyncClient() as http,
     ):
         registry = Registry(
-            store=tools, factory=factory, builtins={"current_date": CurrentDateTool()}
+            store=ToolStore(tools_db), factory=factory, builtins={"current_date": CurrentDateTool()}
         )
         executor: ToolExecutor = Executor(
             resolver=registry,

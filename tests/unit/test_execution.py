@@ -13,6 +13,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from sidecar.database.sqlite import SqliteDatabase
 from sidecar.deadlines import DeadlineWatch
 from sidecar.errors import ToolNotFound
 from sidecar.execution import Completed, Executor, Failed, RequiresAction, ToolCall
@@ -22,7 +23,7 @@ from sidecar.registry.crypto import SecretBox
 from sidecar.registry.factory import HttpLimits, ToolFactory
 from sidecar.registry.references import Builtin, Call, ToolExecutor
 from sidecar.registry.registry import Registry
-from sidecar.registry.store import ToolStore
+from sidecar.registry.store import REGISTRY_SCHEMA, ToolStore
 from sidecar.templating import PlaceholderRenderer
 from tests.support.logs import restored_logging
 from tools.base import (
@@ -125,8 +126,11 @@ def tools() -> dict[str, Tool]:
 async def executor(tmp_path: Path, tools: dict[str, Tool]) -> AsyncIterator[ToolExecutor]:
     factory = ToolFactory(SecretBox(Fernet.generate_key()), HttpLimits())
     deadlines = DeadlineWatch(resolution=0.01)
-    async with ToolStore(tmp_path / "registry.sqlite3") as store, httpx.AsyncClient() as http:
-        registry = Registry(store=store, factory=factory, builtins=tools)
+    async with (
+        SqliteDatabase(tmp_path / "registry.sqlite3", REGISTRY_SCHEMA) as database,
+        httpx.AsyncClient() as http,
+    ):
+        registry = Registry(store=ToolStore(database), factory=factory, builtins=tools)
         yield Executor(
             resolver=registry,
             http=http,

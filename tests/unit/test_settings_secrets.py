@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typing
 
-from pydantic import SecretStr
+import pytest
+from pydantic import SecretStr, ValidationError
 
 from sidecar.settings import Settings
 
@@ -24,6 +25,7 @@ def test_every_secret_typed_setting_is_masked_in_the_logs() -> None:
     fields = _secret_fields()
     assert {"api_keys", "encryption_key", "google_api_key", "brave_api_key"} <= set(fields)
     values = {name: f"value-of-{name}-0xS3CR3T" for name in fields}
+    values["database_url"] = "postgresql://sidecar:pg-pass-0x52@db.internal:5432/sidecar"
     settings = Settings(
         **{
             name: (value,) if name == "api_keys" else value  # type: ignore[arg-type]
@@ -35,6 +37,17 @@ def test_every_secret_typed_setting_is_masked_in_the_logs() -> None:
 
     for name, value in values.items():
         assert value in masked, f"{name} is a secret setting but is not masked"
+    assert "pg-pass-0x52" in masked, "a secret URL's password is masked on its own too"
+
+
+def test_a_shared_database_needs_a_shared_encryption_key() -> None:
+    url = "postgresql://sidecar:pg-pass-0x53@db.internal/sidecar"
+    with pytest.raises(ValidationError, match="SIDECAR_ENCRYPTION_KEY") as caught:
+        Settings(database_url=url)
+    assert "pg-pass-0x53" not in str(caught.value.errors(include_input=False))
+    with pytest.raises(ValidationError, match=r"postgresql://") as caught:
+        Settings(database_url="mysql://u:pg-pass-0x54@h/db", encryption_key="k")
+    assert "pg-pass-0x54" not in str(caught.value.errors(include_input=False))
 
 
 def test_a_password_in_a_url_setting_is_masked() -> None:

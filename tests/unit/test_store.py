@@ -1,8 +1,10 @@
-"""ToolStore: the SQLite registry store."""
+"""ToolStore on both backends: a SQLite file and a PostgreSQL database."""
 
 from __future__ import annotations
 
 import stat
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,14 @@ import pytest
 from cryptography.fernet import Fernet
 from ulid import ULID
 
+from sidecar.database.postgres import PostgresDatabase
+from sidecar.database.sqlite import SqliteDatabase
+from sidecar.errors import StoreUnavailable
 from sidecar.registry.crypto import SecretBox
 from sidecar.registry.definitions import StoredTool, definition_adapter
-from sidecar.registry.store import KeyTaken, ToolStore, VersionConflict
+from sidecar.registry.store import REGISTRY_SCHEMA, KeyTaken, ToolStore, VersionConflict
+
+Opener = Callable[[], SqliteDatabase | PostgresDatabase]
 
 pytestmark = pytest.mark.anyio
 
@@ -68,9 +75,24 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "registry.sqlite3"
 
 
-async def test_inserted_tool_is_found_by_id_and_key(db_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def databases(request: pytest.FixtureRequest, db_path: Path) -> Opener:
+    """Opens the test's one database (the same each time) on the backend under test."""
+    if request.param == "sqlite":
+        return lambda: SqliteDatabase(db_path, REGISTRY_SCHEMA)
+    url: str = request.getfixturevalue("postgres_url")
+    return lambda: PostgresDatabase(url, (REGISTRY_SCHEMA,))
+
+
+@asynccontextmanager
+async def open_store(databases: Opener) -> AsyncIterator[ToolStore]:
+    async with databases() as database:
+        yield ToolStore(database)
+
+
+async def test_inserted_tool_is_found_by_id_and_key(databases: Opener) -> None:
     tool = stored(http_body())
-    async with ToolStore(db_path) as store:
+    async with open_store(databases) as store:
         await store.insert(tool)
         assert await store.get(tool.id) == tool
         assert await store.get_by_key("weather") == tool
@@ -78,9 +100,9 @@ async def test_inserted_tool_is_found_by_id_and_key(db_path: Path) -> None:
         assert await store.get_by_key("nope") is None
 
 
-async def test_function_tool_round_trips(db_path: Path) -> None:
+async def test_function_tool_round_trips(databases: Opener) -> None:
     tool = stored(function_body())
-    async with ToolStore(db_path) as store:
+    async with open_store(databases) as store:
         await store.insert(tool)
         found = await store.get(tool.id)
     assert found == tool
@@ -88,13 +110,13 @@ async def test_function_tool_round_trips(db_path: Path) -> None:
 
 
 async def test_state_directory_is_created_owner_only(db_path: Path) -> None:
-    async with ToolStore(db_path) as store:
+    async with open_store(lambda: SqliteDatabase(db_path, REGISTRY_SCHEMA)) as store:
         await store.ping()
     assert stat.S_IMODE(db_path.parent.stat().st_mode) & 0o077 == 0
 
 
-async def test_duplicate_key_is_refused(db_path: Path) -> None:
-    async with ToolStore(db_path) as store:
+async def test_duplicate_key_is_refused(databases: Opener) -> None:
+    async with open_store(databases) as store:
         await store.insert(stored(http_body()))
         with pytest.raises(KeyTaken) as caught:
             await store.insert(stored(function_body(key="weather")))
@@ -102,13 +124,13 @@ async def test_duplicate_key_is_refused(db_path: Path) -> None:
         assert len(await store.all()) == 1
 
 
-async def test_replace_bumps_a_tool_at_the_expected_version(db_path: Path) -> None:
+async def test_replace_bumps_a_tool_at_the_expected_version(databases: Opener) -> None:
     tool = stored(http_body())
     later = NOW + timedelta(minutes=5)
     changed = tool.model_copy(
         update={"definition": stored(http_body(key="forecast")).definition, "version": 2}
     ).model_copy(update={"updated": later})
-    async with ToolStore(db_path) as store:
+    async with open_store(databases) as store:
         await store.insert(tool)
         await store.replace(changed, expected_version=1)
         assert await store.get(tool.id) == changed
@@ -116,9 +138,9 @@ async def test_replace_bumps_a_tool_at_the_expected_version(db_path: Path) -> No
         assert (await store.get_by_key("forecast")) == changed
 
 
-async def test_replace_with_a_stale_version_conflicts(db_path: Path) -> None:
+async def test_replace_with_a_stale_version_conflicts(databases: Opener) -> None:
     tool = stored(http_body())
-    async with ToolStore(db_path) as store:
+    async with open_store(databases) as store:
         await store.insert(tool)
         await store.replace(tool.model_copy(update={"version": 2}), expected_version=1)
         with pytest.raises(VersionConflict):
@@ -128,12 +150,12 @@ async def test_replace_with_a_stale_version_conflicts(db_path: Path) -> None:
         assert (await store.get(tool.id)) == tool.model_copy(update={"version": 2})
 
 
-async def test_replace_onto_a_taken_key_is_refused(db_path: Path) -> None:
+async def test_replace_onto_a_taken_key_is_refused(databases: Opener) -> None:
     weather, lookup = stored(http_body()), stored(function_body())
     renamed = lookup.model_copy(
         update={"definition": stored(function_body(key="weather")).definition, "version": 2}
     )
-    async with ToolStore(db_path) as store:
+    async with open_store(databases) as store:
         await store.insert(weather)
         await store.insert(lookup)
         with pytest.raises(KeyTaken):
@@ -141,9 +163,9 @@ async def test_replace_onto_a_taken_key_is_refused(db_path: Path) -> None:
         assert await store.get(lookup.id) == lookup
 
 
-async def test_delete_removes_a_tool_once(db_path: Path) -> None:
+async def test_delete_removes_a_tool_once(databases: Opener) -> None:
     tool = stored(http_body())
-    async with ToolStore(db_path) as store:
+    async with open_store(databases) as store:
         await store.insert(tool)
         assert await store.delete(tool.id) is True
         assert await store.delete(tool.id) is False
@@ -151,10 +173,10 @@ async def test_delete_removes_a_tool_once(db_path: Path) -> None:
         await store.insert(stored(http_body()))  # the key is free again
 
 
-async def test_pages_go_newest_first_in_both_directions(db_path: Path) -> None:
+async def test_pages_go_newest_first_in_both_directions(databases: Opener) -> None:
     ids = ordered_ids(5)
     newest_first = list(reversed(ids))
-    async with ToolStore(db_path) as store:
+    async with open_store(databases) as store:
         for number, tool_id in enumerate(ids):
             await store.insert(stored(function_body(key=f"tool{number}"), tool_id=tool_id))
 
@@ -175,38 +197,38 @@ async def test_pages_go_newest_first_in_both_directions(db_path: Path) -> None:
         assert [t.id for t in await store.all()] == newest_first
 
 
-async def test_page_refuses_two_cursors_or_no_room(db_path: Path) -> None:
+async def test_page_refuses_two_cursors_or_no_room(databases: Opener) -> None:
     tool_id = str(ULID())
-    async with ToolStore(db_path) as store:
+    async with open_store(databases) as store:
         with pytest.raises(ValueError, match="combined"):
             await store.page(limit=1, starting_after=tool_id, ending_before=tool_id)
         with pytest.raises(ValueError, match="limit"):
             await store.page(limit=0)
 
 
-async def test_tools_persist_across_close_and_reopen(db_path: Path) -> None:
+async def test_tools_persist_across_close_and_reopen(databases: Opener) -> None:
     tool = stored(http_body())
-    async with ToolStore(db_path) as store:
+    async with open_store(databases) as store:
         await store.insert(tool)
-    async with ToolStore(db_path) as store:
+    async with open_store(databases) as store:
         assert await store.get(tool.id) == tool
         await store.ping()
 
 
-async def test_a_closed_store_refuses_work(db_path: Path) -> None:
-    store = ToolStore(db_path)
-    await store.open()
-    await store.close()
-    await store.close()
-    with pytest.raises(RuntimeError, match="not open"):
-        await store.ping()
+async def test_a_closed_store_refuses_work(databases: Opener) -> None:
+    database = databases()
+    await database.open()
+    await database.close()
+    await database.close()
+    with pytest.raises((RuntimeError, StoreUnavailable)):
+        await ToolStore(database).ping()
 
 
 async def test_encrypted_header_value_is_not_on_disk_in_plaintext(db_path: Path) -> None:
     plaintext = "Bearer sk-live-plaintext-marker-7f3a"
     box = SecretBox(Fernet.generate_key())
     tool = stored(http_body(authorization=box.encrypt(plaintext)))
-    async with ToolStore(db_path) as store:
+    async with open_store(lambda: SqliteDatabase(db_path, REGISTRY_SCHEMA)) as store:
         await store.insert(tool)
         await store.replace(tool.model_copy(update={"version": 2}), expected_version=1)
         found = await store.get(tool.id)
@@ -221,7 +243,10 @@ async def test_encrypted_header_value_is_not_on_disk_in_plaintext(db_path: Path)
 
 async def test_a_lookup_sees_what_another_store_on_the_same_file_wrote(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite3"
-    async with ToolStore(path) as writer, ToolStore(path) as reader:
+    async with (
+        open_store(lambda: SqliteDatabase(path, REGISTRY_SCHEMA)) as writer,
+        open_store(lambda: SqliteDatabase(path, REGISTRY_SCHEMA)) as reader,
+    ):
         assert await reader.get_by_key("lookup") is None
         tool = stored(function_body())
         await writer.insert(tool)
@@ -237,7 +262,9 @@ async def test_a_lookup_sees_what_another_store_on_the_same_file_wrote(tmp_path:
 
 
 async def test_a_lookup_sees_the_stores_own_writes(tmp_path: Path) -> None:
-    async with ToolStore(tmp_path / "own.sqlite3") as store:
+    async with open_store(
+        lambda: SqliteDatabase(tmp_path / "own.sqlite3", REGISTRY_SCHEMA)
+    ) as store:
         tool = stored(function_body())
         assert await store.get(tool.id) is None
         await store.insert(tool)

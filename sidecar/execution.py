@@ -25,6 +25,7 @@ from sidecar.ids import new_id
 from sidecar.logs import get_logger, info_enabled, redacting
 from sidecar.metrics import Metrics
 from sidecar.redaction import Redactor
+from sidecar.tracing import NO_TRACING, Tracing
 from sidecar.variables import secret_values
 from tools.base import (
     CodeRunner,
@@ -175,7 +176,9 @@ class Executor(Generic[Reference]):
         code: CodeRunner | None = None,
         mcp: McpConnector | None = None,
         kind_limits: Mapping[str, int] | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
+        self._tracing = tracing
         self._code = code
         self._kind_limits = dict(kind_limits or {})
         self._running: dict[str, int] = dict.fromkeys(self._kind_limits, 0)
@@ -207,7 +210,20 @@ class Executor(Generic[Reference]):
         own = Deadline.after(min(call.timeout or self._max_timeout, self._max_timeout))
         effective = own if deadline is None or own.at < deadline.at else deadline
         with redacting(redactor):
-            outcome = await self._run_within_limit(call, resolved, redactor, effective)
+            name = resolved.tool.definition.name
+            attributes = {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": name,
+                "gen_ai.tool.call.id": call.call_id,
+                # GenAI's tool types: a function the client runs, or an extension here.
+                "gen_ai.tool.type": "function" if resolved.kind == "function" else "extension",
+                "sidecar.tool.kind": resolved.kind,
+            }
+            with self._tracing.span(f"execute_tool {name}", attributes) as span:
+                outcome = await self._run_within_limit(call, resolved, redactor, effective)
+                span.set("sidecar.tool.status", outcome.status)
+                if isinstance(outcome, Failed):
+                    span.fail(outcome.code, outcome.message)
             seconds = time.perf_counter() - started
             self._metrics.observe_call(resolved.kind, outcome.status, seconds)
             execution = Execution(

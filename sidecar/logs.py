@@ -23,7 +23,14 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from sidecar.redaction import Redactor
 
-__all__ = ["bind_request_id", "configure_logging", "get_logger", "info_enabled", "redacting"]
+__all__ = [
+    "bind_request_id",
+    "call_redactor",
+    "configure_logging",
+    "get_logger",
+    "info_enabled",
+    "redacting",
+]
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -61,6 +68,11 @@ class redacting:
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:
             _call_redactor.reset(self._token)
+
+
+def call_redactor() -> Redactor | None:
+    """The secrets of the calls this context runs within (`redacting`), if any."""
+    return _call_redactor.get()
 
 
 def bind_request_id(request_id: str) -> None:

@@ -30,6 +30,7 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -53,6 +54,7 @@ from sidecar.mcp_lean_call import (
     mirrors_arguments,
 )
 from sidecar.outbound import OutboundPolicy, guarded_connector, guarded_mcp_client
+from sidecar.tracing import NO_TRACING, SpanKind, Tracing
 from tools.base import (
     JsonObject,
     JsonValue,
@@ -136,7 +138,14 @@ class _Connection:
 class McpPool:
     """Opens, shares and closes the connections to MCP servers."""
 
-    def __init__(self, policy: OutboundPolicy, settings: McpPoolSettings, group: TaskGroup) -> None:
+    def __init__(
+        self,
+        policy: OutboundPolicy,
+        settings: McpPoolSettings,
+        group: TaskGroup,
+        tracing: Tracing = NO_TRACING,
+    ) -> None:
+        self._tracing = tracing
         self._policy = policy
         self._settings = settings
         self._group = group
@@ -150,12 +159,12 @@ class McpPool:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, policy: OutboundPolicy, settings: McpPoolSettings
+        cls, policy: OutboundPolicy, settings: McpPoolSettings, tracing: Tracing = NO_TRACING
     ) -> AsyncIterator[McpPool]:
         """A pool whose connections are all closed when the block ends."""
         try:
             async with anyio.create_task_group() as group:
-                pool = cls(policy, settings, group)
+                pool = cls(policy, settings, group, tracing)
                 sweeper = anyio.CancelScope()
                 group.start_soon(pool._sweep, sweeper)
                 try:
@@ -220,7 +229,14 @@ class McpPool:
             result = await connection.client.call_tool(name, arguments, read_timeout_seconds=limit)
             return _mapped(result)
 
-        return await self._with_retry(server, time_limit, call)
+        attributes = {
+            "mcp.method.name": "tools/call",
+            "gen_ai.tool.name": name,
+            "network.transport": "pipe" if server.transport == "stdio" else "tcp",
+            "server.address": _address(server),
+        }
+        with self._tracing.span(f"tools/call {name}", attributes, kind=SpanKind.CLIENT):
+            return await self._with_retry(server, time_limit, call)
 
     async def _with_retry(
         self,
@@ -474,3 +490,10 @@ def _mapped(result: CallToolResult) -> McpCallResult:
     return McpCallResult(
         content=content, structured_content=result.structured_content, is_error=result.is_error
     )
+
+
+def _address(server: McpServer) -> str:
+    """Where a server is, for a span: its host name, or its command's name (stdio)."""
+    if server.transport == "stdio":
+        return Path(server.command or "").name
+    return urlsplit(server.url or "").hostname or ""

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
 
-__all__ = ["Database", "Params", "Row", "Schema", "Transaction", "UniqueViolation"]
+__all__ = ["Database", "OpenedInBlock", "Params", "Row", "Schema", "Transaction", "UniqueViolation"]
 
 Row = tuple[Any, ...]
 Params = Sequence[object]
@@ -35,6 +36,28 @@ class Schema:
     @property
     def version(self) -> int:
         return len(self.migrations)
+
+
+class OpenedInBlock:
+    """`async with backend:` opens it (connects, migrates) and closes it at the end."""
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
 
 class UniqueViolation(Exception):

@@ -14,7 +14,6 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from functools import lru_cache
-from types import TracebackType
 from typing import Literal, TypeVar
 
 import psycopg
@@ -22,7 +21,7 @@ import psycopg.errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from sidecar.database.base import Params, Row, Schema, UniqueViolation
+from sidecar.database.base import OpenedInBlock, Params, Row, Schema, UniqueViolation
 from sidecar.database.sqlite import check_known
 from sidecar.errors import StoreUnavailable
 from sidecar.logs import get_logger
@@ -37,7 +36,7 @@ _KEY_DETAIL = re.compile(r"Key \(([^)]*)\)=")
 Connection = psycopg.AsyncConnection[tuple[object, ...]]
 
 
-class PostgresDatabase:
+class PostgresDatabase(OpenedInBlock):
     """A pool of connections to one PostgreSQL database holding `schemas`."""
 
     dialect: Literal["postgresql"] = "postgresql"
@@ -66,18 +65,6 @@ class PostgresDatabase:
             name="sidecar-store",
         )
         self._opened = False
-
-    async def __aenter__(self) -> PostgresDatabase:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Connect and bring every schema up to date."""

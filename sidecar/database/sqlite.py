@@ -14,13 +14,12 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Literal, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from sidecar.database.base import Params, Row, Schema, UniqueViolation
+from sidecar.database.base import OpenedInBlock, Params, Row, Schema, UniqueViolation
 from sidecar.errors import StoreUnavailable
 
 __all__ = ["BUSY_TIMEOUT_MS", "SqliteDatabase", "connect"]
@@ -30,7 +29,7 @@ BUSY_TIMEOUT_MS = 5000
 _UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)")
 
 
-class SqliteDatabase:
+class SqliteDatabase(OpenedInBlock):
     """A file, its schema's migrations, and the one connection the service writes through."""
 
     dialect: Literal["sqlite"] = "sqlite"
@@ -43,18 +42,6 @@ class SqliteDatabase:
         self._turn = anyio.Lock()  # one statement or transaction at a time on `_conn`
         self._conn: sqlite3.Connection | None = None
         self._watch: sqlite3.Connection | None = None
-
-    async def __aenter__(self) -> SqliteDatabase:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def open(self) -> None:
         """Connect, creating the file and bringing the schema up to date."""

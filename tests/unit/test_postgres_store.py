@@ -1,4 +1,7 @@
-"""The stores on PostgreSQL as replicas use it: several pools on one database."""
+"""The stores on PostgreSQL as replicas use it: several pools on one database.
+
+(`tests/unit/test_store.py` runs the tool store's own tests on both backends, two
+stores on one database among them.)"""
 
 from __future__ import annotations
 
@@ -42,26 +45,6 @@ async def replicas(url: str, count: int = 2) -> AsyncIterator[list[PostgresDatab
 def agent(key: str) -> StoredAgent:
     definition = AgentDefinition.model_validate({"key": key, "model": "openai/gpt-4o-mini"})
     return StoredAgent(id=str(ULID()), definition=definition, created=NOW, updated=NOW)
-
-
-async def test_a_tool_registered_on_one_replica_is_found_on_another_at_once(
-    postgres_url: str,
-) -> None:
-    async with replicas(postgres_url) as (one, two):
-        first, second = ToolStore(one), ToolStore(two)
-        assert await second.get_by_key("lookup") is None  # a miss is not remembered
-        tool = stored(function_body())
-        await first.insert(tool)
-        assert await second.get_by_key("lookup") == tool
-        assert await second.get(tool.id) == tool
-        changed = tool.model_copy(update={"version": 2})
-        await first.replace(changed, expected_version=1)
-        found = await second.get_by_key("lookup")
-        assert found is not None
-        assert found.version == 2
-        assert [v.tool.version for v in await second.versions(tool.id)] == [2, 1]
-        await second.delete(tool.id)
-        assert await first.get(tool.id) is None
 
 
 async def test_two_replicas_creating_one_key_give_one_winner(postgres_url: str) -> None:

@@ -241,12 +241,11 @@ async def test_encrypted_header_value_is_not_on_disk_in_plaintext(db_path: Path)
     assert b"sk-live-plaintext-marker" not in raw
 
 
-async def test_a_lookup_sees_what_another_store_on_the_same_file_wrote(tmp_path: Path) -> None:
-    path = tmp_path / "shared.sqlite3"
-    async with (
-        open_store(lambda: SqliteDatabase(path, REGISTRY_SCHEMA)) as writer,
-        open_store(lambda: SqliteDatabase(path, REGISTRY_SCHEMA)) as reader,
-    ):
+async def test_a_lookup_sees_what_another_store_on_the_same_database_wrote(
+    databases: Opener,
+) -> None:
+    """Two stores on one database, as two processes (or replicas) have."""
+    async with open_store(databases) as writer, open_store(databases) as reader:
         assert await reader.get_by_key("lookup") is None
         tool = stored(function_body())
         await writer.insert(tool)
@@ -257,6 +256,7 @@ async def test_a_lookup_sees_what_another_store_on_the_same_file_wrote(tmp_path:
         found = await reader.get_by_key("lookup")
         assert found is not None
         assert found.version == 2
+        assert [version.tool.version for version in await reader.versions(tool.id)] == [2, 1]
         await writer.delete(tool.id)
         assert await reader.get(tool.id) is None
 

@@ -48,6 +48,8 @@ from tools.http_response import failure_kind, read_result
 
 __all__ = ["HeaderValue", "HttpArgument", "HttpBlueprint", "HttpSpec", "HttpTool"]
 
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _ARGUMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _JSON_TYPES = {"string": "string", "number": "number", "boolean": "boolean"}
@@ -257,7 +259,7 @@ class HttpTool:
     async def _exchange(self, ctx: ToolContext, prepared: _Prepared) -> JsonObject:
         request, origin, hops = prepared.request, _origin(prepared.request.url), 0
         while True:
-            response = await ctx.http.send(request, stream=True, follow_redirects=False)
+            response = await _send(ctx.http, request)
             try:
                 nxt = response.next_request
                 if (
@@ -270,6 +272,19 @@ class HttpTool:
             finally:
                 await response.aclose()
             request, hops = nxt, hops + 1
+
+
+async def _send(http: httpx.AsyncClient, request: httpx.Request) -> httpx.Response:
+    """Send; an idempotent request whose connection closed before any answer goes once
+    more. That is a kept-alive connection the upstream closed just as it was reused
+    (its idle timeout): the upstream never answered, so sending again is safe, and the
+    call does not fail for the pool's timing."""
+    try:
+        return await http.send(request, stream=True, follow_redirects=False)
+    except httpx.RemoteProtocolError:
+        if request.method not in IDEMPOTENT_METHODS:
+            raise
+        return await http.send(request, stream=True, follow_redirects=False)
 
 
 def _where(url: httpx.URL, secrets: tuple[str, ...]) -> str:

@@ -753,3 +753,40 @@ async def test_a_refused_connection_is_an_upstream_error() -> None:
         tool = make_tool({"url": f"http://127.0.0.1:{port}/x"})
         with pytest.raises(UpstreamError, match="could not connect"):
             await tool.run({}, make_ctx(client))
+
+
+def _closes_first_connection() -> Handler:
+    """A peer whose first exchange ends before any answer, as a kept-alive connection
+    the upstream closes just as it is reused."""
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json={"ok": True})
+
+    return handle
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_an_idempotent_request_whose_connection_closed_unanswered_goes_once_more(
+    method: str,
+) -> None:
+    tool = make_tool({"url": "https://api.example.com/x?key={{TOKEN}}", "method": method})
+    variables = {"TOKEN": Secret(TOKEN)}
+    result, upstream = await call(
+        tool, variables=variables, upstream=Upstream(_closes_first_connection())
+    )
+    assert result["status_code"] == 200
+    assert len(upstream.requests) == 2
+
+
+async def test_a_post_whose_connection_closed_unanswered_is_not_sent_again() -> None:
+    tool = make_tool({"url": "https://api.example.com/x?key={{TOKEN}}", "method": "POST"})
+    variables = {"TOKEN": Secret(TOKEN)}
+    error, upstream = await call_fails(
+        tool, variables=variables, upstream=Upstream(_closes_first_connection())
+    )
+    assert error.code == "upstream_error"
+    assert len(upstream.requests) == 1

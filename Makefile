@@ -55,10 +55,13 @@ test: lint typecheck pytest
 bench: dev
 	$(BIN)/python -m tests.bench
 
-# The long forms of the suites `make test` runs short: the schemathesis fuzz for
-# SOAK_SECONDS (random, every phase).
+# The long forms of the suites `make test` runs short: the load suite's SOAK_CALLS
+# mixed calls at concurrency 64 (latencies and RSS printed), and the schemathesis
+# fuzz for SOAK_SECONDS (random, every phase).
 SOAK_SECONDS ?= 900
+SOAK_CALLS ?= 10000
 soak: dev node postgres
+	SIDECAR_LOAD_CALLS=$(SOAK_CALLS) $(BIN)/pytest -q -s tests/e2e/test_load.py
 	SIDECAR_FUZZ_SECONDS=$(SOAK_SECONDS) $(BIN)/pytest -q tests/e2e/test_openapi_fuzz.py
 
 clean:

@@ -22,7 +22,7 @@ from sidecar.logs import get_logger
 from sidecar.mcp.server import McpEndpoint, mcp_http_app, open_face
 from sidecar.mcp.variables_file import load_variables_file
 from sidecar.metrics import Metrics
-from sidecar.services import Services, open_services
+from sidecar.services import Services, open_services, tracing_from_environment
 from sidecar.settings import Settings
 from sidecar.shutdown import Drain
 from tools.base import VariableValue
@@ -48,6 +48,7 @@ def create_app(
     """
     metrics = services.metrics if services is not None else Metrics()
     drain = services.drain if services is not None else Drain()
+    tracing = services.tracing if services is not None else tracing_from_environment(settings)
     variables = (
         load_variables_file(settings.mcp_variables_file) if mcp_variables is None else mcp_variables
     )
@@ -58,7 +59,9 @@ def create_app(
             opened = (
                 services
                 if services is not None
-                else await stack.enter_async_context(open_services(settings, metrics, drain))
+                else await stack.enter_async_context(
+                    open_services(settings, metrics, drain, tracing)
+                )
             )
             app.state.services = opened
             # A fresh MCP server per run: its session manager runs only once.
@@ -115,6 +118,7 @@ def create_app(
             max_body_bytes=settings.max_body_bytes,
             metrics=metrics,
             drain=drain,
+            tracing=tracing,
             limits=RequestLimits(
                 per_second=settings.rate_limit_per_second,
                 burst=settings.rate_limit_burst,

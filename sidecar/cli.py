@@ -38,6 +38,7 @@ from sidecar.registry.references import parse_reference
 from sidecar.services import databases, open_services
 from sidecar.settings import Settings, env_name
 from sidecar.shutdown import Drain
+from sidecar.tracing import TracingSettingsError
 from sidecar.variables import secret_values
 from tools.base import JsonValue, Secret, VariableValue
 
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.handler(args, settings)
         return result
+    except TracingSettingsError as exc:
+        print(f"sidecar: invalid settings: {exc}", file=sys.stderr)
+        return 2
     except SidecarError as exc:
         print(json.dumps({"error": {"code": exc.code, "message": exc.message}}), file=sys.stderr)
         return 1

@@ -374,7 +374,10 @@ class McpPool:
                 auth: httpx2.Auth | None = None,
             ) -> httpx2.AsyncClient:
                 return guarded_mcp_client(
-                    self._policy, headers=headers or {}, timeout=timeout or httpx2.Timeout(read)
+                    self._policy,
+                    headers=headers or {},
+                    timeout=timeout or httpx2.Timeout(read),
+                    ssl_context=self._ssl_context(),
                 )
 
             return sse_client(
@@ -385,7 +388,9 @@ class McpPool:
                 httpx_client_factory=factory,
             )
         timeout = httpx2.Timeout(settings.connect_timeout, read=read)
-        http = guarded_mcp_client(self._policy, headers=headers, timeout=timeout)
+        http = guarded_mcp_client(
+            self._policy, headers=headers, timeout=timeout, ssl_context=self._ssl_context()
+        )
         await stack.enter_async_context(http)
         lean_http = LeanHttp(
             connector=guarded_connector(self._policy, self._ssl_context()),
@@ -397,7 +402,7 @@ class McpPool:
         return streamable_http_client(server.url, http_client=http)
 
     def _ssl_context(self) -> ssl.SSLContext:
-        """The trust store of the lean calls, made once (the same as the `mcp.Client`'s)."""
+        """The trust store of every connection, made once (a copy each costs megabytes)."""
         if self._ssl is None:
             self._ssl = httpx2.create_ssl_context(trust_env=False)
         return self._ssl

@@ -336,13 +336,18 @@ def guarded_mcp_client(
     headers: Mapping[str, str],
     timeout: httpx2.Timeout,
     user_agent: str = "orq-sidecar",
+    ssl_context: ssl.SSLContext | None = None,
 ) -> httpx2.AsyncClient:
-    """An httpx2 client (what the `mcp` package speaks) behind the same guard as tool traffic."""
-    transport = httpx2.AsyncHTTPTransport(trust_env=False)
+    """An httpx2 client (what the `mcp` package speaks) behind the same guard as tool traffic.
+
+    Give clients made often (a pool's) one `ssl_context`: each context holds the whole
+    trust store, megabytes of native memory."""
+    context = ssl_context or httpx2.create_ssl_context(trust_env=False)
+    transport = httpx2.AsyncHTTPTransport(verify=context, trust_env=False)
     if not isinstance(getattr(transport, "_pool", None), httpcore2.AsyncConnectionPool):
         raise TypeError("unsupported httpx2 version: AsyncHTTPTransport._pool is not a pool")
     transport._pool = httpcore2.AsyncConnectionPool(
-        ssl_context=httpx2.create_ssl_context(trust_env=False),
+        ssl_context=context,
         max_keepalive_connections=8,
         network_backend=_PinnedBackend2(policy),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +17,7 @@ from sidecar.database.sqlite import SqliteDatabase
 from sidecar.deadlines import DeadlineWatch
 from sidecar.errors import StoreUnavailable
 from sidecar.execution import Executor
-from sidecar.llm.providers.catalog import build_provider, provider_specs
+from sidecar.llm.providers.catalog import ProviderSpec, build_provider, provider_specs
 from sidecar.llm.providers.lean_http import LeanTransport
 from sidecar.llm.responder import Responder
 from sidecar.llm.routing import Router
@@ -39,6 +39,7 @@ from sidecar.registry.store import REGISTRY_SCHEMA, ToolStore
 from sidecar.settings import Settings
 from sidecar.shutdown import Drain
 from sidecar.templating import PlaceholderRenderer
+from sidecar.tracing import NO_TRACING, Tracing
 from tools.base import Secret, Tool
 from tools.current_date import CurrentDateTool
 from tools.google_search import GoogleSearchTool
@@ -54,6 +55,7 @@ __all__ = [
     "platform_tools",
     "services_from",
     "started_services",
+    "tracing_from_environment",
 ]
 
 log = get_logger("sidecar.services")
@@ -74,6 +76,7 @@ class Services:
     responder: Responder | None = None
     agents: Agents | None = None
     drain: Drain = field(default_factory=Drain)
+    tracing: Tracing = NO_TRACING
 
     async def readiness(self) -> dict[str, dict[str, Any]]:
         """Each dependency's state, for `/readyz`."""
@@ -154,11 +157,18 @@ def scraper_options(settings: Settings) -> ScraperOptions:
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, metrics: Metrics | None = None, drain: Drain | None = None
+    settings: Settings,
+    metrics: Metrics | None = None,
+    drain: Drain | None = None,
+    tracing: Tracing | None = None,
 ) -> AsyncIterator[Services]:
-    """Open every resource; all are closed, in reverse order, when the block ends."""
+    """Open every resource; all are closed, in reverse order, when the block ends.
+
+    Without `tracing`, the OTEL_* variables say whether spans are exported."""
     drain = drain or Drain()
+    tracing = tracing or tracing_from_environment(settings)
     async with AsyncExitStack() as stack:
+        stack.callback(tracing.shutdown)
         manifest_tools = load_tool_manifests(settings.manifests_dir)
         manifest_agents = load_agent_manifests(settings.manifests_dir)
         configured_key = (
@@ -194,6 +204,7 @@ async def open_services(
                     idle_timeout=settings.mcp_idle_timeout,
                     max_connections=settings.mcp_max_connections,
                 ),
+                tracing,
             )
         )
         registry = Registry(
@@ -223,12 +234,20 @@ async def open_services(
             mcp=mcp,
             max_timeout=settings.max_tool_timeout,
             kind_limits=settings.tool_limits,
+            tracing=tracing,
         )
         agents = Agents(AgentStore(registry_db), registry, manifest_agents)
         await agents.check_manifests()
         responses = await stack.enter_async_context(ResponseStore(responses_db))
-        responder = await _open_model_core(
-            stack, settings, registry, executor, agents, responses, drain
+        specs = provider_specs(settings)
+        responder = Responder(
+            router=_router(stack, specs, metrics, tracing),
+            specs=specs,
+            registry=registry,
+            executor=executor,
+            store=responses,
+            agents=agents,
+            drain=drain,
         )
         log.info(
             "services.ready",
@@ -239,35 +258,35 @@ async def open_services(
             providers=responder.providers,
         )
         yield Services(
-            settings, metrics, store, registry, executor, pool, mcp, responder, agents, drain
+            settings,
+            metrics,
+            store,
+            registry,
+            executor,
+            pool,
+            mcp,
+            responder,
+            agents,
+            drain,
+            tracing,
         )
 
 
-async def _open_model_core(
-    stack: AsyncExitStack,
-    settings: Settings,
-    registry: Registry,
-    executor: ToolExecutor,
-    agents: Agents,
-    responses: ResponseStore,
-    drain: Drain,
-) -> Responder:
-    """The providers, their HTTP client and the responder."""
-    specs = provider_specs(settings)
+def tracing_from_environment(settings: Settings) -> Tracing:
+    """Traces as the OTEL_* variables ask (off without them), masking the service's secrets."""
+    return Tracing.from_environment(settings.service_secrets())
+
+
+def _router(
+    stack: AsyncExitStack, specs: Mapping[str, ProviderSpec], metrics: Metrics, tracing: Tracing
+) -> Router:
+    """The providers, behind retries and fallbacks, on their own HTTP client."""
     # Provider addresses are the operator's settings, not a model's or a user's choice:
     # the outbound guard (which keeps those away from private hosts) does not apply.
     transport = LeanTransport(user_agent=USER_AGENT)
     stack.push_async_callback(transport.aclose)
-    router = Router({name: build_provider(spec, transport) for name, spec in specs.items()})
-    return Responder(
-        router=router,
-        specs=specs,
-        registry=registry,
-        executor=executor,
-        store=responses,
-        agents=agents,
-        drain=drain,
-    )
+    providers = {name: build_provider(spec, transport) for name, spec in specs.items()}
+    return Router(providers, metrics=metrics, tracing=tracing)
 
 
 def databases(settings: Settings) -> list[SqliteDatabase | PostgresDatabase]:

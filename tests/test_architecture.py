@@ -104,7 +104,7 @@ def test_the_pipeline_layer_is_the_list_the_architecture_names() -> None:
         "execution", "arguments", "deadlines", "variables", "templating", "redaction",
         "outbound", "mcp_pool", "code_runner", "settings", "errors", "logs", "metrics",
         "ids", "strict_yaml", "database", "mcp_lean_call", "lean_http", "shutdown",
-        "limits",
+        "limits", "tracing",
     }  # fmt: skip
     assert {module.removeprefix("sidecar.") for module in PIPELINE} == expected
 

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Sequence
 
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sidecar.api.wire import error_response
@@ -22,6 +23,7 @@ from sidecar.limits import RequestLimits
 from sidecar.logs import bind_request_id, get_logger, info_enabled
 from sidecar.metrics import Metrics
 from sidecar.shutdown import Drain
+from sidecar.tracing import NO_TRACING, Tracing
 
 __all__ = ["EdgeMiddleware"]
 
@@ -43,7 +45,9 @@ class EdgeMiddleware:
         metrics: Metrics,
         drain: Drain,
         limits: RequestLimits,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
+        self._tracing = tracing
         self._app = app
         self._keys = [key.encode() for key in api_keys]
         self._max_body = max_body_bytes
@@ -55,6 +59,28 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        if not self._tracing.enabled:
+            await self._handle(scope, receive, send)
+            return
+        method = scope["method"]
+        parent = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in (b"traceparent", b"tracestate")
+        }
+        attributes = {"http.request.method": method, "url.path": scope["path"]}
+        with self._tracing.server_span(method, parent, attributes) as span:
+            status = await self._handle(scope, receive, send)
+            route = scope.get("route")
+            if isinstance(route, BaseRoute) and hasattr(route, "path"):
+                span.set("http.route", route.path)
+                span.rename(f"{method} {route.path}")
+            span.set("http.response.status_code", status)
+            if status >= 500:
+                span.fail(str(status))
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Answer one HTTP request; its status code."""
         started = time.perf_counter()
         offered, authorization, length = _edge_headers(scope)
         request_id = _request_id(offered)
@@ -82,12 +108,12 @@ class EdgeMiddleware:
                     caller = None  # not admitted: nothing to release
             if problem is not None:
                 await error_response(problem)(scope, receive, send_with_id)
-                return
+                return status
             # The body's size was checked above when it was announced; else it is counted.
             counted = receive if length is not None and length.isdigit() else self._limited(receive)
             if path in NOT_WORK:
                 await self._app(scope, counted, send_with_id)
-                return
+                return status
             listening = scope["method"] == "GET" and path == "/mcp"
             task = self._drain.enter(listening=listening)
             try:
@@ -115,6 +141,7 @@ class EdgeMiddleware:
                     status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 3),
                 )
+        return status
 
     def _refusal(
         self, path: str, authorization: bytes | None, length: bytes | None

@@ -172,8 +172,10 @@ class AgentLoop:
         message = await outputs.close_text()
         calls = [item for item in turn.items if isinstance(item, FunctionCallItem)]
         result.added.extend(item for item in (reasoning, message) if item is not None)
+        cost = _cost(run.prices.get(str(opened.target)), turn.usage)
         result.usage = result.usage + turn.usage
-        result.cost += _cost(run.prices.get(str(opened.target)), turn.usage)
+        result.cost += cost
+        self._router.observe_usage(opened.target, turn.usage, cost)
         if turn.finish in ("length", "content_filter") and not calls:
             _incomplete(
                 result, "max_output_tokens" if turn.finish == "length" else "content_filter"

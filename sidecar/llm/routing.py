@@ -17,7 +17,16 @@ from typing import Any
 import anyio
 
 from sidecar.errors import BadRequest
-from sidecar.llm.providers.base import ModelEvent, ModelRequest, Provider, ProviderError
+from sidecar.llm.providers.base import (
+    Finish,
+    ModelEvent,
+    ModelRequest,
+    Provider,
+    ProviderError,
+    Usage,
+)
+from sidecar.metrics import Metrics
+from sidecar.tracing import NO_TRACING, Span, SpanKind, Tracing
 from tools.base import Deadline
 
 __all__ = ["OpenedTurn", "RetryPolicy", "Router", "Target", "parse_model"]
@@ -96,10 +105,20 @@ class Router:
         *,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         jitter: Callable[[], float] = random.random,
+        metrics: Metrics | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
+        self._metrics = metrics or Metrics()
+        self._tracing = tracing
         self._providers = dict(providers)
         self._sleep = sleep
         self._jitter = jitter
+
+    def observe_usage(self, target: Target, usage: Usage, cost: float) -> None:
+        """Count a finished turn's tokens and cost in the metrics."""
+        self._metrics.observe_usage(
+            target.provider, target.model, usage.input_tokens, usage.output_tokens, cost
+        )
 
     def provider(self, target: Target) -> Provider:
         """The provider of a target (checked before a run starts)."""
@@ -117,13 +136,15 @@ class Router:
     ) -> OpenedTurn:
         """Start the turn on the first target that answers; the last failure otherwise."""
         failure: ProviderError | None = None
-        for target in targets:
+        for position, target in enumerate(targets):
             try:
                 return await self._open_one(
                     target, request, retry, streaming, deadline, call_timeout
                 )
             except ProviderError as exc:
                 failure = exc
+                if position + 1 < len(targets):
+                    self._metrics.observe_fallback(target.provider, target.model)
         assert failure is not None
         raise failure
 
@@ -145,14 +166,27 @@ class Router:
                 raise ProviderError("the run's time ran out", code="timeout", status=408)
             seconds = remaining if call_timeout is None else min(call_timeout, remaining)
             asked = replace(request, model=target.model, timeout=seconds, **dict(target.overrides))
+            span = self._tracing.start(
+                f"chat {target.model}",
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": target.provider,
+                    "gen_ai.request.model": target.model,
+                    "sidecar.attempt": attempt + 1,
+                },
+                kind=SpanKind.CLIENT,
+            )
             stream = provider.stream(asked, streaming=streaming)
             try:
                 first = await stream.__anext__()
             except StopAsyncIteration:
-                raise ProviderError(
+                empty = ProviderError(
                     f"provider {target.provider!r} ended the turn without any event", status=502
-                ) from None
+                )
+                self._failed(target, span, empty)
+                raise empty from None
             except ProviderError as exc:
+                self._failed(target, span, exc)
                 await stream.aclose()  # type: ignore[attr-defined]
                 wait = self._backoff(attempt, exc.retry_after)
                 if attempt >= retry.count or not retry.allows(exc) or wait >= deadline.remaining():
@@ -160,10 +194,48 @@ class Router:
                 attempt += 1
                 await self._sleep(wait)
                 continue
+            except BaseException as exc:  # cancelled: the span still ends
+                span.fail(type(exc).__name__)
+                span.end()
+                raise
+            self._metrics.observe_model_call(target.provider, target.model, "completed")
+            if self._tracing.enabled:
+                return OpenedTurn(target, first, _traced(stream, first, span))
             return OpenedTurn(target, first, stream)
+
+    def _failed(self, target: Target, span: Span, error: ProviderError) -> None:
+        self._metrics.observe_model_call(target.provider, target.model, error.code)
+        span.fail(error.code, error.message)
+        span.end()
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential with full jitter; never sooner than the provider asked."""
         ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2.0**attempt)
         wait = ceiling * self._jitter()
         return max(wait, retry_after) if retry_after is not None else wait
+
+
+async def _traced(
+    rest: AsyncIterator[ModelEvent], first: ModelEvent, span: Span
+) -> AsyncIterator[ModelEvent]:
+    """The rest of a turn, ending its span with the usage and the finish reason."""
+    try:
+        _note(span, first)
+        async for event in rest:
+            _note(span, event)
+            yield event
+    except ProviderError as exc:
+        span.fail(exc.code, exc.message)
+        raise
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+        span.end()
+
+
+def _note(span: Span, event: ModelEvent) -> None:
+    usage = event.usage if isinstance(event, Finish) else event
+    if isinstance(event, Finish):
+        span.set("gen_ai.response.finish_reasons", [event.reason])
+    if isinstance(usage, Usage):
+        span.set("gen_ai.usage.input_tokens", usage.input_tokens)
+        span.set("gen_ai.usage.output_tokens", usage.output_tokens)

@@ -151,8 +151,9 @@ def serve_app(app: Starlette) -> Iterator[str]:
 
 
 @contextmanager
-def resetting_server() -> Iterator[str]:
-    """A TCP server on loopback that resets every connection it accepts; yields its base URL."""
+def resetting_server(first: bytes = b"") -> Iterator[str]:
+    """A TCP server on loopback that resets every connection it accepts (after sending
+    `first`, say the head and part of a body); yields its base URL."""
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -167,6 +168,9 @@ def resetting_server() -> Iterator[str]:
             except OSError:
                 return
             connection.recv(65536)
+            if first:
+                connection.sendall(first)
+                time.sleep(0.05)
             # SO_LINGER with a zero timeout turns close() into a TCP reset.
             connection.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"

@@ -340,7 +340,7 @@ async def test_sigterm_under_load_answers_every_accepted_request(tmp_path: Path)
     # never accepted: the client sends it again, elsewhere.
     unheard = {"transport ConnectError", "transport ReadError", "transport RemoteProtocolError"}
     assert set(counts) <= answered | unheard, counts
-    assert counts["503 shutting_down"] > 0
+    assert every["200 completed"] >= 50
     # Every request the service read got its answer: as many answers as log lines.
     assert len(handled) == every["200 completed"] + every["503 shutting_down"], (
         len(handled),

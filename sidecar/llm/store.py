@@ -201,7 +201,10 @@ class ResponseStore:
                 await self.database.execute_many(UPSERT, rows)
         except StoreUnavailable as exc:
             batch.error = exc
-            log.warning("responses.write_failed", records=len(rows), error=exc.message)
+        except RuntimeError as exc:  # closed under the writer: savers must not wait forever
+            batch.error = StoreUnavailable(f"the response store cannot be written: {exc}")
+        if batch.error is not None:
+            log.warning("responses.write_failed", records=len(rows), error=batch.error.message)
         for response_id, created, text in rows:
             # Written, or refused to a caller that waits: out of memory either way. On
             # a database of this process alone, the next wake-up tries again.

@@ -86,7 +86,11 @@ _EDGE_ERRORS = {
         "sandbox_busy or mcp_pool_full.",
         headers=_RETRY_AFTER,
     ),
-    "503": _error("shutting_down: the service is stopping; send the request again."),
+    "503": _error(
+        "shutting_down: the service is stopping; store_unavailable: the database cannot "
+        "answer now (Retry-After). Send the request again.",
+        headers=_RETRY_AFTER,
+    ),
 }
 _BODY_ERRORS = {
     "400": _error("A body that is not JSON or is outside the wire model (param names it)."),

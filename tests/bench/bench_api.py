@@ -149,10 +149,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(url: str, pid: int) -> tuple[dict[str, Any], float]:
+def measure(url: str, pid: int, body: str = BODY) -> tuple[dict[str, Any], float]:
     """One load round and the server's CPU microseconds per request in it."""
     before = cpu_seconds(pid)
-    summary = load(url, BODY)
+    summary = load(url, body)
     return summary, (cpu_seconds(pid) - before) / summary["requests"] * 1e6
 
 

@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
 
 from sidecar.database import Database, Schema
+from sidecar.database.base import OpenedInBlock
 from sidecar.errors import StoreUnavailable
 from sidecar.llm.items import (
     FunctionCallItem,
@@ -95,7 +95,7 @@ class _Batch:
     error: StoreUnavailable | None = None
 
 
-class ResponseStore:
+class ResponseStore(OpenedInBlock):
     """Responses in the responses' database."""
 
     def __init__(self, database: Database) -> None:
@@ -108,17 +108,13 @@ class ResponseStore:
         self._closing = False
         self._tasks: TaskGroup | None = None
 
-    async def __aenter__(self) -> ResponseStore:
+    async def open(self) -> None:
+        """Start the writer (`async with store:` does, and closes it at the end)."""
         self._tasks = await anyio.create_task_group().__aenter__()
         self._tasks.start_soon(self._write_loop)
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def close(self) -> None:
+        """Write what is left and stop the writer, in the task that opened the store."""
         tasks, self._tasks = self._tasks, None
         if tasks is not None:
             self._closing = True

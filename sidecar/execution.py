@@ -25,7 +25,7 @@ from sidecar.ids import new_id
 from sidecar.logs import get_logger, info_enabled, redacting
 from sidecar.metrics import Metrics
 from sidecar.redaction import Redactor
-from sidecar.tracing import NO_TRACING, Tracing
+from sidecar.tracing import NO_TRACING, Tracing, Value
 from sidecar.variables import secret_values
 from tools.base import (
     CodeRunner,
@@ -211,15 +211,9 @@ class Executor(Generic[Reference]):
         effective = own if deadline is None or own.at < deadline.at else deadline
         with redacting(redactor):
             name = resolved.tool.definition.name
-            attributes = {
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": name,
-                "gen_ai.tool.call.id": call.call_id,
-                # GenAI's tool types: a function the client runs, or an extension here.
-                "gen_ai.tool.type": "function" if resolved.kind == "function" else "extension",
-                "sidecar.tool.kind": resolved.kind,
-            }
-            with self._tracing.span(f"execute_tool {name}", attributes) as span:
+            with self._tracing.span(
+                lambda: f"execute_tool {name}", lambda: _span_attributes(call, resolved)
+            ) as span:
                 outcome = await self._run_within_limit(call, resolved, redactor, effective)
                 span.set("sidecar.tool.status", outcome.status)
                 if isinstance(outcome, Failed):
@@ -303,6 +297,18 @@ def request_redactor(variables: Mapping[str, VariableValue]) -> Redactor:
     """A redactor for the secrets a call's own variables hold."""
     secrets = secret_values(variables)
     return Redactor(secrets) if secrets else NO_SECRETS
+
+
+def _span_attributes(call: ToolCall[Reference], resolved: Resolved) -> dict[str, Value]:
+    """A tool call's span attributes (GenAI's semantic conventions)."""
+    return {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": resolved.tool.definition.name,
+        "gen_ai.tool.call.id": call.call_id,
+        # GenAI's tool types: a function the client runs, or an extension here.
+        "gen_ai.tool.type": "function" if resolved.kind == "function" else "extension",
+        "sidecar.tool.kind": resolved.kind,
+    }
 
 
 def _log(execution: Execution) -> None:

@@ -54,7 +54,7 @@ from sidecar.mcp_lean_call import (
     mirrors_arguments,
 )
 from sidecar.outbound import OutboundPolicy, guarded_connector, guarded_mcp_client
-from sidecar.tracing import NO_TRACING, SpanKind, Tracing
+from sidecar.tracing import NO_TRACING, SpanKind, Tracing, Value
 from tools.base import (
     JsonObject,
     JsonValue,
@@ -229,13 +229,15 @@ class McpPool:
             result = await connection.client.call_tool(name, arguments, read_timeout_seconds=limit)
             return _mapped(result)
 
-        attributes = {
-            "mcp.method.name": "tools/call",
-            "gen_ai.tool.name": name,
-            "network.transport": "pipe" if server.transport == "stdio" else "tcp",
-            "server.address": _address(server),
-        }
-        with self._tracing.span(f"tools/call {name}", attributes, kind=SpanKind.CLIENT):
+        def attributes() -> dict[str, Value]:
+            return {
+                "mcp.method.name": "tools/call",
+                "gen_ai.tool.name": name,
+                "network.transport": "pipe" if server.transport == "stdio" else "tcp",
+                "server.address": _address(server),
+            }
+
+        with self._tracing.span(lambda: f"tools/call {name}", attributes, kind=SpanKind.CLIENT):
             return await self._with_retry(server, time_limit, call)
 
     async def _with_retry(

@@ -24,7 +24,7 @@ instrumentation cannot export around the redactor.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Literal
@@ -56,6 +56,9 @@ __all__ = [
 ]
 
 Value = str | bool | int | float | Sequence[str] | Sequence[int] | Sequence[float]
+# Attributes, or what makes them: a hot path passes a function, called only when tracing
+# is on, so that tracing off builds nothing.
+Attributes = Mapping[str, Value] | Callable[[], Mapping[str, Value]] | None
 MAX_MESSAGE_CHARS = 1024
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -153,8 +156,8 @@ class Tracing:
 
     def span(
         self,
-        name: str,
-        attributes: Mapping[str, Value] | None = None,
+        name: str | Callable[[], str],
+        attributes: Attributes = None,
         *,
         kind: SpanKind = SpanKind.INTERNAL,
     ) -> AbstractContextManager[Span]:
@@ -165,7 +168,7 @@ class Tracing:
         return self._current(name, attributes, kind, None)
 
     def server_span(
-        self, name: str, headers: Mapping[str, str], attributes: Mapping[str, Value]
+        self, name: str, headers: Mapping[str, str], attributes: Attributes
     ) -> AbstractContextManager[Span]:
         """A request's span, a child of the caller's `traceparent` (W3C) when it sent one."""
         if not self.enabled:
@@ -175,8 +178,8 @@ class Tracing:
 
     def start(
         self,
-        name: str,
-        attributes: Mapping[str, Value] | None = None,
+        name: str | Callable[[], str],
+        attributes: Attributes = None,
         *,
         kind: SpanKind = SpanKind.INTERNAL,
     ) -> Span:
@@ -184,8 +187,10 @@ class Tracing:
         the block it began in (a provider's stream). End it with `end()`."""
         if not self.enabled:
             return NO_SPAN
-        attributes = _all_redacted(attributes)
-        return Span(self._tracer.start_span(_redacted_text(name), kind=kind, attributes=attributes))
+        raw = self._tracer.start_span(
+            _redacted_text(_made(name)), kind=kind, attributes=_all_redacted(attributes)
+        )
+        return Span(raw)
 
     def shutdown(self) -> None:
         """Export what is left and stop (at the service's close)."""
@@ -195,13 +200,13 @@ class Tracing:
     @contextmanager
     def _current(
         self,
-        name: str,
-        attributes: Mapping[str, Value] | None,
+        name: str | Callable[[], str],
+        attributes: Attributes,
         kind: SpanKind,
         parent: otel_context.Context | None,
     ) -> Iterator[Span]:
         raw = self._tracer.start_span(
-            _redacted_text(name),
+            _redacted_text(_made(name)),
             context=parent,
             kind=kind,
             attributes=_all_redacted(attributes),
@@ -320,10 +325,15 @@ class _RedactingExporter(SpanExporter):
         return cleaned
 
 
-def _all_redacted(attributes: Mapping[str, Value] | None) -> dict[str, Value] | None:
-    if not attributes:
+def _made(name: str | Callable[[], str]) -> str:
+    return name if isinstance(name, str) else name()
+
+
+def _all_redacted(attributes: Attributes) -> dict[str, Value] | None:
+    made = attributes() if callable(attributes) else attributes
+    if not made:
         return None
-    return {key: _redacted(value) for key, value in attributes.items()}
+    return {key: _redacted(value) for key, value in made.items()}
 
 
 def _redacted(value: Value) -> Value:

@@ -37,6 +37,14 @@ class Schema:
     def version(self) -> int:
         return len(self.migrations)
 
+    def check_known(self, version: int) -> None:
+        """Refuse a database written by a newer sidecar (its tables may mean other things)."""
+        if version > self.version:
+            raise RuntimeError(
+                f"{self.name} schema version {version} is newer than this sidecar knows "
+                f"({self.version}); upgrade the sidecar"
+            )
+
 
 class OpenedInBlock:
     """`async with backend:` opens it (connects, migrates) and closes it at the end."""

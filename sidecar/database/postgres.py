@@ -22,7 +22,6 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from sidecar.database.base import OpenedInBlock, Params, Row, Schema, UniqueViolation
-from sidecar.database.sqlite import check_known
 from sidecar.errors import StoreUnavailable
 from sidecar.logs import get_logger
 
@@ -50,7 +49,6 @@ class PostgresDatabase(OpenedInBlock):
         pool_size: int = 10,
         timeout: float = 5.0,
     ) -> None:
-        self._url = url
         self.schemas = tuple(schemas)
         self._where = describe_url(url)
         self._timeout = timeout
@@ -170,7 +168,7 @@ async def _migrate(conn: Connection, schemas: Sequence[Schema]) -> dict[str, tup
         )
         row = await cursor.fetchone()
         current = 0 if row is None else int(str(row[0]))
-        check_known(schema, current)
+        schema.check_known(current)
         for statements in schema.migrations[current:]:
             for statement in statements:
                 await conn.execute(statement.encode())

@@ -140,7 +140,7 @@ class SqliteDatabase(OpenedInBlock):
     def _migrate(self, conn: sqlite3.Connection) -> None:
         with _transaction(conn, "BEGIN IMMEDIATE"):
             (current,) = conn.execute("PRAGMA user_version").fetchone()
-            check_known(self.schema, current)
+            self.schema.check_known(current)
             migrations = self.schema.migrations[current:]
             for version, statements in enumerate(migrations, start=current + 1):
                 for statement in statements:
@@ -157,15 +157,6 @@ class _SqliteTransaction:
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         return await self._database._run(lambda conn: conn.execute(sql, params).fetchall())
-
-
-def check_known(schema: Schema, version: int) -> None:
-    """Refuse a database written by a newer sidecar (its tables may mean other things)."""
-    if version > schema.version:
-        raise RuntimeError(
-            f"{schema.name} schema version {version} is newer than this sidecar knows "
-            f"({schema.version}); upgrade the sidecar"
-        )
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import anyio
@@ -26,7 +27,7 @@ from sidecar.llm.providers.base import (
     Usage,
 )
 from sidecar.metrics import Metrics
-from sidecar.tracing import NO_TRACING, Span, SpanKind, Tracing
+from sidecar.tracing import NO_TRACING, Span, SpanKind, Tracing, Value
 from tools.base import Deadline
 
 __all__ = ["OpenedTurn", "RetryPolicy", "Router", "Target", "parse_model"]
@@ -167,13 +168,8 @@ class Router:
             seconds = remaining if call_timeout is None else min(call_timeout, remaining)
             asked = replace(request, model=target.model, timeout=seconds, **dict(target.overrides))
             span = self._tracing.start(
-                f"chat {target.model}",
-                {
-                    "gen_ai.operation.name": "chat",
-                    "gen_ai.provider.name": target.provider,
-                    "gen_ai.request.model": target.model,
-                    "sidecar.attempt": attempt + 1,
-                },
+                lambda: f"chat {target.model}",
+                partial(_span_attributes, target, attempt + 1),
                 kind=SpanKind.CLIENT,
             )
             stream = provider.stream(asked, streaming=streaming)
@@ -230,6 +226,16 @@ async def _traced(
     finally:
         await rest.aclose()  # type: ignore[attr-defined]
         span.end()
+
+
+def _span_attributes(target: Target, attempt: int) -> dict[str, Value]:
+    """A provider attempt's span attributes (GenAI's semantic conventions)."""
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": target.provider,
+        "gen_ai.request.model": target.model,
+        "sidecar.attempt": attempt,
+    }
 
 
 def _note(span: Span, event: ModelEvent) -> None:

@@ -16,7 +16,7 @@ COMPOSITION_ROOTS = ("sidecar.app", "sidecar.services", "sidecar.cli", "sidecar.
 # pipeline modules (the architecture's vocabulary, at the top level of the package).
 REGISTRY = ("sidecar.registry",)
 LLM = ("sidecar.llm",)
-# The stores' database package sits in the pipeline layer too.
+# The stores' database package and the tracing package sit in the pipeline layer too.
 PIPELINE = (
     *(
         f"sidecar.{path.stem}"
@@ -24,6 +24,7 @@ PIPELINE = (
         if f"sidecar.{path.stem}" not in COMPOSITION_ROOTS and path.stem != "__init__"
     ),
     "sidecar.database",
+    "sidecar.tracing",
 )
 
 

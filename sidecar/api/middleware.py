@@ -71,6 +71,8 @@ class EdgeMiddleware:
         attributes = {"http.request.method": method, "url.path": scope["path"]}
         with self._tracing.server_span(method, parent, attributes) as span:
             status = await self._handle(scope, receive, send)
+            if not span.sampled:
+                return
             route = scope.get("route")
             if isinstance(route, BaseRoute) and hasattr(route, "path"):
                 span.set("http.route", route.path)

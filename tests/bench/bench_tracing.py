@@ -1,18 +1,19 @@
 """The cost of traces: `POST /v1/tools/execute` with tracing off and on, for the
 cheapest call (`current_date`) and for an HTTP tool against an upstream on loopback.
 
-On means every request exports two spans (the request's and the tool call's) through
-the batch processor and the OTLP/HTTP exporter to a receiver on loopback, as with a
-collector beside the service. Two measures, each against the other setting in the
-same run:
+On means every request exports two spans (the request's and the tool call's; three for
+the HTTP tool) through the batch export and the OTLP/HTTP exporter to a collector on
+loopback, in a process of its own that takes the exports without decoding them. Three
+measures, each against its baseline in the same run:
 
-- in-process, no server: microseconds per request straight into the ASGI app;
-- two `sidecar serve` processes (off, on) under the same load, rounds alternating:
-  requests per second and the server's CPU per request (exporting included).
+- per span: recording and encoding a span with the service's recorder and with the
+  OpenTelemetry SDK (its tracer, batch processor and OTLP encoder);
+- in-process, no server: microseconds of CPU per request straight into the ASGI app
+  (the export thread included);
+- three `sidecar serve` processes (off, every request, 10% sampled) under the same load,
+  rounds alternating: requests per second and the server's CPU per request.
 
-Target: tracing on costs at most 10% per call. With two spans a request, the budget on
-`current_date` (about 100 µs of server CPU) is 5 µs a span, exported: less than the
-SDK takes to create one.
+Target: tracing on costs at most 10% per call.
 Run with `python -m tests.bench` or `python -m tests.bench.bench_tracing`.
 """
 
@@ -23,34 +24,109 @@ import json
 import os
 import statistics
 import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import anyio
 import httpx
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from starlette.types import ASGIApp
 
 from sidecar.app import create_app
 from sidecar.logs import configure_logging
 from sidecar.settings import Settings
-from tests.bench.bench_api import BODY, measure, per_request_us, row
-from tests.support.otlp import TraceReceiver, serve_trace_receiver
+from sidecar.tracing import Span, Tracing
+from sidecar.tracing.otlp import Encoder
+from tests.bench.bench_api import BODY, post_in_process, row
+from tests.bench.bench_api import measure as measure_round
+from tests.support.otlp_sink import serve_trace_sink, sink_stats
 from tests.support.sidecar_process import RunningSidecar, run_sidecar
 from tests.support.upstream import RecordingUpstream, serve_recording_upstream
 
 ROUNDS = 3
 TARGET = 1.10
 LOG_LEVEL = "warning"
+SPANS = 20_000
+IN_PROCESS_CALLS = 3000
+# What a tool call's span carries.
+ATTRIBUTES = {
+    "gen_ai.operation.name": "execute_tool",
+    "gen_ai.tool.name": "current_date",
+    "gen_ai.tool.type": "function",
+    "gen_ai.tool.call.id": "call_0001",
+}
 
 
-def otel_env(receiver: TraceReceiver) -> dict[str, str]:
-    return {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+class _Kept(SpanExporter):
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
 
 
-async def in_process(receiver: TraceReceiver) -> tuple[float, float]:
-    """Microseconds per request: tracing off, then on."""
+class _KeptOwn:
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+
+    def export(self, spans: Sequence[Span], deadline: float) -> None:
+        self.spans.extend(spans)
+
+    def shutdown(self) -> None:
+        pass
+
+
+def per_span() -> dict[str, tuple[float, float]]:
+    """Microseconds to record one span (a parent and a child, attributes set) and to
+    encode it as OTLP protobuf: the SDK's, then the service's."""
+    kept = _Kept()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(kept, max_queue_size=SPANS * 2))
+    tracer = provider.get_tracer("bench")
+    started = time.perf_counter()
+    for _ in range(SPANS // 2):
+        with (
+            tracer.start_as_current_span("POST /v1/tools/execute", attributes={"a": "b"}),
+            tracer.start_as_current_span("execute_tool current_date", attributes=ATTRIBUTES),
+        ):
+            pass
+    sdk_record = (time.perf_counter() - started) / SPANS * 1e6
+    provider.shutdown()
+    started = time.perf_counter()
+    encode_spans(kept.spans).SerializePartialToString()
+    sdk_encode = (time.perf_counter() - started) / len(kept.spans) * 1e6
+
+    own = _KeptOwn()
+    tracing = Tracing(own, env={"OTEL_BSP_MAX_QUEUE_SIZE": str(SPANS * 2)})
+    started = time.perf_counter()
+    for _ in range(SPANS // 2):
+        with (
+            tracing.span("POST /v1/tools/execute", {"a": "b"}),
+            tracing.span("execute_tool current_date", ATTRIBUTES),
+        ):
+            pass
+    own_record = (time.perf_counter() - started) / SPANS * 1e6
+    tracing.shutdown()
+    encoder = Encoder({"service.name": "bench"}, "bench", "0")
+    started = time.perf_counter()
+    encoder.request(own.spans)
+    own_encode = (time.perf_counter() - started) / len(own.spans) * 1e6
+    return {"OpenTelemetry SDK": (sdk_record, sdk_encode), "service": (own_record, own_encode)}
+
+
+def otel_env(endpoint: str) -> dict[str, str]:
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+
+
+async def in_process(endpoint: str) -> tuple[float, float]:
+    """CPU microseconds per request, the export thread's included: tracing off, then on."""
     configure_logging(LOG_LEVEL, "json")
     spent: list[float] = []
-    for env in ({}, otel_env(receiver)):
+    for env in ({}, otel_env(endpoint)):
         os.environ.update(env)
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -59,21 +135,31 @@ async def in_process(receiver: TraceReceiver) -> tuple[float, float]:
                 )
                 app = create_app(settings)
                 async with app.router.lifespan_context(app):
-                    spent.append(await per_request_us(app, "/v1/tools/execute"))
+                    spent.append(await cpu_per_request(app))
         finally:
             for name in env:
                 os.environ.pop(name)
     return spent[0], spent[1]
 
 
-def servers(receiver: TraceReceiver, call: str) -> dict[str, tuple[float, float]]:
+async def cpu_per_request(app: ASGIApp) -> float:
+    for _ in range(IN_PROCESS_CALLS // 10):
+        await post_in_process(app, "/v1/tools/execute", BODY.encode())
+    started = time.process_time()
+    for _ in range(IN_PROCESS_CALLS):
+        await post_in_process(app, "/v1/tools/execute", BODY.encode())
+    await anyio.sleep(0.5)  # the export of the last spans, on its thread
+    return (time.process_time() - started) / IN_PROCESS_CALLS * 1e6
+
+
+def servers(endpoint: str, call: str) -> dict[str, tuple[float, float]]:
     """Per traced setting, the median ratios (to off) of req/s and of CPU per request."""
     quiet = {"SIDECAR_LOG_LEVEL": LOG_LEVEL}
     sampled = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
     settings = {
         "off": quiet,
-        "on, every request": {**quiet, **otel_env(receiver)},
-        "on, 10% sampled": {**quiet, **otel_env(receiver), **sampled},
+        "on, every request": {**quiet, **otel_env(endpoint)},
+        "on, 10% sampled": {**quiet, **otel_env(endpoint), **sampled},
     }
     ratios: dict[str, list[tuple[float, float]]] = {name: [] for name in settings}
     with contextlib.ExitStack() as stack:
@@ -90,7 +176,7 @@ def servers(receiver: TraceReceiver, call: str) -> dict[str, tuple[float, float]
             measured = {}
             for name, sidecar in running.items():
                 url = f"{sidecar.base_url}/v1/tools/execute"
-                measured[name] = measure(url, sidecar.process.pid, body)
+                measured[name] = measure_round(url, sidecar.process.pid, body)
                 summary, cpu = measured[name]
                 print(row(f"tracing {name}", summary) + f"  {cpu:5.1f} us CPU")
             (base, base_cpu) = measured["off"]
@@ -118,17 +204,26 @@ def register_echo(servers: Iterable[RunningSidecar], upstream: RecordingUpstream
 
 
 def main() -> None:
-    with serve_trace_receiver() as receiver:
-        off_us, on_us = anyio.run(in_process, receiver, backend_options={"use_uvloop": True})
+    costs = per_span()
+    sdk_record, sdk_encode = costs["OpenTelemetry SDK"]
+    for name, (record, encode) in costs.items():
+        print(f"per span, {name}: record {record:.1f} us, encode {encode:.1f} us")
+    own_record, own_encode = costs["service"]
+    print(
+        f"per span, service / SDK: record x{own_record / sdk_record:.3f},"
+        f" encode x{own_encode / sdk_encode:.3f}"
+    )
+    with serve_trace_sink() as endpoint:
+        off_us, on_us = anyio.run(in_process, endpoint, backend_options={"use_uvloop": True})
         print(
-            f"in-process, no server: off {off_us:.0f} us, on {on_us:.0f} us per request"
+            f"in-process, no server: off {off_us:.0f} us, on {on_us:.0f} us CPU per request"
             f" (x{on_us / off_us:.3f})"
         )
         results = {}
         for call in ("current_date", "an HTTP tool"):
             print(f"{call}:")
-            results[call] = servers(receiver, call)
-        spans = len(receiver.spans)
+            results[call] = servers(endpoint, call)
+        stats = sink_stats(endpoint)
     for call, by_setting in results.items():
         for name, (rate, cpu) in by_setting.items():
             verdict = "target met" if cpu <= TARGET else "TARGET MISSED"
@@ -136,7 +231,7 @@ def main() -> None:
                 f"{call}, {name} / off, median of {ROUNDS} rounds: req/s x{rate:.3f},"
                 f" server CPU per request x{cpu:.3f} (target <= {TARGET:.2f}): {verdict}"
             )
-    print(f"{spans} spans received")
+    print(f"the collector took {stats['exports']} exports, {stats['bytes']:,} bytes")
 
 
 if __name__ == "__main__":

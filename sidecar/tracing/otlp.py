@@ -1,0 +1,115 @@
+"""Spans in OTLP's protobuf encoding (`ExportTraceServiceRequest`), written directly.
+
+The messages and field numbers are those of opentelemetry-proto's `trace/v1/trace.proto`
+and `common/v1/common.proto`; the tests decode what this writes with the official
+generated classes. An attribute's encoding is kept for reuse: most of a span's
+attributes (method, route, tool name, model) repeat from call to call.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+
+from sidecar.tracing.spans import Span, Value
+
+__all__ = ["Encoder"]
+
+_FIXED64 = struct.Struct("<Q").pack
+_DOUBLE = struct.Struct("<d").pack
+_FIXED32 = struct.Struct("<I").pack
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+# Span.flags: the sampled trace flag, "whether the parent is remote is known" (0x100),
+# and "the parent is remote" (0x200).
+_LOCAL_PARENT_FLAGS = _FIXED32(0x101)
+_REMOTE_PARENT_FLAGS = _FIXED32(0x301)
+
+
+_ONE_BYTE = tuple(bytes((number,)) for number in range(0x80))
+
+
+def _varint(number: int) -> bytes:
+    if number < 0x80:
+        return _ONE_BYTE[number]
+    out = bytearray()
+    while number > 0x7F:
+        out.append((number & 0x7F) | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited field: its tag byte(s), the length, the payload."""
+    return tag + _varint(len(payload)) + payload
+
+
+def _any_value(value: Value) -> bytes:
+    """An `AnyValue` message's payload."""
+    if isinstance(value, str):
+        return _field(b"\x0a", value.encode("utf-8", "replace"))
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, int):
+        if _INT64_MIN <= value <= _INT64_MAX:
+            return b"\x18" + _varint(value & 0xFFFF_FFFF_FFFF_FFFF)
+        return _field(b"\x0a", str(value).encode())
+    if isinstance(value, float):
+        return b"\x21" + _DOUBLE(value)
+    items = b"".join(_field(b"\x0a", _any_value(item)) for item in value)
+    return _field(b"\x2a", items)  # array_value: ArrayValue{values}
+
+
+def _key_value(key: str, value: Value) -> bytes:
+    """A `KeyValue` message's payload."""
+    return _field(b"\x0a", key.encode("utf-8", "replace")) + _field(b"\x12", _any_value(value))
+
+
+@lru_cache(maxsize=4096, typed=True)
+def _cached_attribute(key: str, value: str | bool | int | float) -> bytes:
+    return _field(b"\x4a", _key_value(key, value))
+
+
+def _attribute(key: str, value: Value) -> bytes:
+    """Span.attributes (field 9), one entry."""
+    if isinstance(value, str | bool | int | float):
+        return _cached_attribute(key, value)
+    return _field(b"\x4a", _key_value(key, value))
+
+
+def _span(span: Span) -> bytes:
+    parts = [
+        b"\x0a\x10" + span.trace_id.to_bytes(16, "big"),
+        b"\x12\x08" + span.span_id.to_bytes(8, "big"),
+    ]
+    if span.trace_state:
+        parts.append(_field(b"\x1a", span.trace_state.encode()))
+    if span.parent_span_id:
+        parts.append(b"\x22\x08" + span.parent_span_id.to_bytes(8, "big"))
+    parts.append(_field(b"\x2a", span.name.encode("utf-8", "replace")))
+    parts.append(b"\x30" + bytes((int(span.kind),)))
+    parts.append(b"\x39" + _FIXED64(span.start_ns) + b"\x41" + _FIXED64(span.end_ns))
+    parts.extend(_attribute(key, value) for key, value in span.attributes.items())
+    if span.status_code:
+        status = _field(b"\x12", span.status_message.encode("utf-8", "replace"))
+        parts.append(_field(b"\x7a", status + b"\x18" + bytes((int(span.status_code),))))
+    parts.append(
+        b"\x85\x01" + (_REMOTE_PARENT_FLAGS if span.parent_remote else _LOCAL_PARENT_FLAGS)
+    )
+    return _field(b"\x12", b"".join(parts))  # ScopeSpans.spans
+
+
+class Encoder:
+    """Writes export requests for one resource and instrumentation scope."""
+
+    def __init__(self, resource: Mapping[str, Value], scope: str, scope_version: str) -> None:
+        attributes = b"".join(_field(b"\x0a", _key_value(k, v)) for k, v in resource.items())
+        self._resource = _field(b"\x0a", attributes)  # ResourceSpans.resource
+        name = _field(b"\x0a", scope.encode()) + _field(b"\x12", scope_version.encode())
+        self._scope = _field(b"\x0a", name)  # ScopeSpans.scope
+
+    def request(self, spans: Iterable[Span]) -> bytes:
+        """An `ExportTraceServiceRequest` holding `spans`."""
+        scope_spans = _field(b"\x12", self._scope + b"".join(map(_span, spans)))
+        return _field(b"\x0a", self._resource + scope_spans)

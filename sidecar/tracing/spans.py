@@ -1,0 +1,239 @@
+"""Spans: what the service records, in OpenTelemetry's data model, and the context that
+makes one span the parent of the next.
+
+A span costs a few microseconds: its ids, two clock readings, a dict of attributes and a
+context variable. Nothing is encoded or sent here: a finished span is handed to its sink
+(the batch export), which does that on its own thread.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar, Token
+from enum import IntEnum
+from typing import Protocol
+
+from sidecar.logs import call_redactor
+from sidecar.redaction import Redactor
+
+__all__ = [
+    "MAX_TEXT_CHARS",
+    "NO_SPAN",
+    "Attributes",
+    "Span",
+    "SpanKind",
+    "SpanSink",
+    "Value",
+    "current_span",
+    "new_span",
+    "remote_parent",
+]
+
+Value = str | bool | int | float | Sequence[str] | Sequence[int] | Sequence[float]
+# Attributes, or what makes them: a hot path passes a function, called only when tracing
+# is on, so that tracing off builds nothing.
+Attributes = Mapping[str, Value] | Callable[[], Mapping[str, Value]] | None
+MAX_TEXT_CHARS = 1024
+_TRACESTATE_CHARS = 512
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_random_bits = random.getrandbits
+_now_ns = time.time_ns
+
+
+class SpanKind(IntEnum):
+    """OTLP's span kinds, with their wire numbers."""
+
+    INTERNAL = 1
+    SERVER = 2
+    CLIENT = 3
+    PRODUCER = 4
+    CONSUMER = 5
+
+
+class StatusCode(IntEnum):
+    UNSET = 0
+    OK = 1
+    ERROR = 2
+
+
+class SpanSink(Protocol):
+    """Where finished, sampled spans go (the batch export)."""
+
+    def add(self, span: Span) -> None: ...
+
+
+class Span:
+    """A recording span: values pass the redactor of the calls it runs within on their
+    way in. The caller's span (from `traceparent`) and `NO_SPAN` record nothing."""
+
+    __slots__ = (
+        "_sink",
+        "attributes",
+        "end_ns",
+        "kind",
+        "name",
+        "parent_remote",
+        "parent_span_id",
+        "remote",
+        "sampled",
+        "span_id",
+        "start_ns",
+        "status_code",
+        "status_message",
+        "trace_id",
+        "trace_state",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        trace_id: int,
+        span_id: int,
+        parent_span_id: int,
+        kind: SpanKind,
+        sink: SpanSink | None,
+    ) -> None:
+        self.name = name
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+        self.parent_remote = False
+        self.remote = False  # the caller's span, read from its `traceparent`
+        self.trace_state = ""
+        self.kind = kind
+        self.sampled = sink is not None
+        self._sink = sink
+        self.attributes: dict[str, Value] = {}
+        self.status_code = StatusCode.UNSET
+        self.status_message = ""
+        self.start_ns = _now_ns()
+        self.end_ns = 0
+
+    def set(self, name: str, value: Value) -> None:
+        if self._sink is not None:
+            self.attributes[name] = _redacted(value, call_redactor())
+
+    def set_all(self, attributes: Attributes) -> None:
+        if self._sink is not None and attributes:
+            made = attributes() if callable(attributes) else attributes
+            redactor = call_redactor()
+            for name, value in made.items():
+                self.attributes[name] = _redacted(value, redactor)
+
+    def rename(self, name: str) -> None:
+        if self._sink is not None:
+            self.name = _redacted_text(name, call_redactor())
+
+    def fail(self, code: str, message: str = "") -> None:
+        """Mark the span failed: `error.type` is the code, the status says the message."""
+        if self._sink is not None:
+            redactor = call_redactor()
+            self.attributes["error.type"] = _redacted_text(code, redactor)
+            self.status_code = StatusCode.ERROR
+            self.status_message = _redacted_text(message, redactor)
+
+    def end(self) -> None:
+        """Finish the span and hand it on (once; later changes are ignored)."""
+        sink = self._sink
+        if sink is not None:
+            self._sink = None
+            self.end_ns = _now_ns()
+            sink.add(self)
+
+
+class _NoSpan(Span):
+    """What a span is while tracing is off, or when its trace is not sampled: nothing is
+    recorded, here or under it."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("", 0, 0, 0, SpanKind.INTERNAL, None)
+
+
+NO_SPAN = _NoSpan()
+_CURRENT: ContextVar[Span | None] = ContextVar("sidecar_span", default=None)
+
+
+def current_span() -> Span | None:
+    return _CURRENT.get()
+
+
+def make_current(span: Span) -> Token[Span | None]:
+    return _CURRENT.set(span)
+
+
+def restore(token: Token[Span | None]) -> None:
+    _CURRENT.reset(token)
+
+
+def new_span(
+    name: str | Callable[[], str],
+    kind: SpanKind,
+    parent: Span | None,
+    decide: Callable[[int, Span | None], bool],
+    sink: SpanSink,
+) -> Span:
+    """A span under `parent` (a new trace without one) when `decide` samples it, else
+    `NO_SPAN`: a span not sampled records nothing, and neither do its children (every
+    sampler decides alike on one trace id, or follows the parent)."""
+    if parent is None:
+        trace_id = _random_bits(128) or 1
+        parent_span_id = 0
+    else:
+        trace_id = parent.trace_id
+        parent_span_id = parent.span_id
+    if not decide(trace_id, parent):
+        return NO_SPAN
+    span = Span(
+        _redacted_text(name if isinstance(name, str) else name(), call_redactor()),
+        trace_id,
+        _random_bits(64) or 1,
+        parent_span_id,
+        kind,
+        sink,
+    )
+    if parent is not None:
+        span.trace_state = parent.trace_state
+        span.parent_remote = parent.remote
+    return span
+
+
+def remote_parent(headers: Mapping[str, str]) -> Span | None:
+    """The caller's span, as its W3C `traceparent` (and `tracestate`) describe it."""
+    found = _TRACEPARENT.fullmatch(headers.get("traceparent", "").strip().lower())
+    if found is None:
+        return None
+    version, trace_hex, span_hex, flags_hex, rest = found.groups()
+    if version == "ff" or (version == "00" and rest) or not int(trace_hex, 16):
+        return None
+    if not int(span_hex, 16):
+        return None
+    parent = Span("", int(trace_hex, 16), int(span_hex, 16), 0, SpanKind.SERVER, None)
+    parent.sampled = bool(int(flags_hex, 16) & 1)
+    parent.remote = True
+    state = headers.get("tracestate", "").strip()
+    if len(state) <= _TRACESTATE_CHARS and state.isascii() and state.isprintable():
+        parent.trace_state = state
+    return parent
+
+
+def _redacted(value: Value, redactor: Redactor | None) -> Value:
+    if isinstance(value, str):
+        return _redacted_text(value, redactor)
+    if isinstance(value, list | tuple):
+        if value and isinstance(value[0], str):
+            return tuple(_redacted_text(str(item), redactor) for item in value)
+        return tuple(value)
+    return value
+
+
+def _redacted_text(text: str, redactor: Redactor | None) -> str:
+    """`text` with the secrets of the calls it runs within masked (the context's
+    `call_redactor()`), cut to the longest value a span keeps."""
+    if redactor is not None:
+        text = redactor.redact(text)
+    return text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS]

@@ -128,7 +128,7 @@ class BatchExport:
             if isinstance(value, str):
                 span.attributes[key] = redact(value)
             elif isinstance(value, tuple | list):
-                span.attributes[key] = tuple(redact(v) if isinstance(v, str) else v for v in value)
+                span.attributes[key] = [redact(v) if isinstance(v, str) else v for v in value]
 
 
 def _texts(values: Iterable[Value]) -> list[str]:

@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
-from sidecar.tracing.spans import Span, Value
+from sidecar.tracing.spans import Span, SpanKind, Value
 
 __all__ = ["Encoder"]
 
@@ -67,37 +67,52 @@ def _key_value(key: str, value: Value) -> bytes:
 
 
 @lru_cache(maxsize=4096, typed=True)
-def _cached_attribute(key: str, value: str | bool | int | float) -> bytes:
+def _attribute(key: str, value: str | bool | int | float) -> bytes:
+    """Span.attributes (field 9), one entry of a single value; lists are not hashable
+    and take `_uncached_attribute`."""
     return _field(b"\x4a", _key_value(key, value))
 
 
-def _attribute(key: str, value: Value) -> bytes:
-    """Span.attributes (field 9), one entry."""
-    if isinstance(value, str | bool | int | float):
-        return _cached_attribute(key, value)
+def _uncached_attribute(key: str, value: Value) -> bytes:
     return _field(b"\x4a", _key_value(key, value))
+
+
+_KINDS = {kind: b"\x30" + bytes((int(kind),)) for kind in SpanKind}
 
 
 def _span(span: Span) -> bytes:
+    name = span.name.encode("utf-8", "replace")
     parts = [
-        b"\x0a\x10" + span.trace_id.to_bytes(16, "big"),
-        b"\x12\x08" + span.span_id.to_bytes(8, "big"),
+        b"\x0a\x10",
+        span.trace_id.to_bytes(16, "big"),
+        b"\x12\x08",
+        span.span_id.to_bytes(8, "big"),
     ]
     if span.trace_state:
         parts.append(_field(b"\x1a", span.trace_state.encode()))
     if span.parent_span_id:
-        parts.append(b"\x22\x08" + span.parent_span_id.to_bytes(8, "big"))
-    parts.append(_field(b"\x2a", span.name.encode("utf-8", "replace")))
-    parts.append(b"\x30" + bytes((int(span.kind),)))
-    parts.append(b"\x39" + _FIXED64(span.start_ns) + b"\x41" + _FIXED64(span.end_ns))
-    parts.extend(_attribute(key, value) for key, value in span.attributes.items())
+        parts += (b"\x22\x08", span.parent_span_id.to_bytes(8, "big"))
+    parts += (
+        b"\x2a",
+        _varint(len(name)),
+        name,
+        _KINDS[span.kind],
+        b"\x39",
+        _FIXED64(span.start_ns),
+        b"\x41",
+        _FIXED64(span.end_ns),
+    )
+    attributes = span.attributes
+    try:
+        parts += list(map(_attribute, attributes, attributes.values()))
+    except TypeError:  # a list among the values
+        parts += [_uncached_attribute(key, value) for key, value in attributes.items()]
     if span.status_code:
         status = _field(b"\x12", span.status_message.encode("utf-8", "replace"))
         parts.append(_field(b"\x7a", status + b"\x18" + bytes((int(span.status_code),))))
-    parts.append(
-        b"\x85\x01" + (_REMOTE_PARENT_FLAGS if span.parent_remote else _LOCAL_PARENT_FLAGS)
-    )
-    return _field(b"\x12", b"".join(parts))  # ScopeSpans.spans
+    parts += (b"\x85\x01", _REMOTE_PARENT_FLAGS if span.parent_remote else _LOCAL_PARENT_FLAGS)
+    body = b"".join(parts)
+    return b"\x12" + _varint(len(body)) + body  # ScopeSpans.spans
 
 
 class Encoder:

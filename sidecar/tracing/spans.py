@@ -222,12 +222,12 @@ def remote_parent(headers: Mapping[str, str]) -> Span | None:
 
 
 def _redacted(value: Value, redactor: Redactor | None) -> Value:
-    if isinstance(value, str):
+    if value.__class__ is str:
         return _redacted_text(value, redactor)
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple):  # kept a list: the encoder caches single values
         if value and isinstance(value[0], str):
-            return tuple(_redacted_text(str(item), redactor) for item in value)
-        return tuple(value)
+            return [_redacted_text(str(item), redactor) for item in value]
+        return list(value)
     return value
 
 

@@ -46,7 +46,7 @@ from tests.support.otlp_sink import serve_trace_sink, sink_stats
 from tests.support.sidecar_process import RunningSidecar, run_sidecar
 from tests.support.upstream import RecordingUpstream, serve_recording_upstream
 
-ROUNDS = 3
+ROUNDS = 5
 TARGET = 1.10
 LOG_LEVEL = "warning"
 SPANS = 20_000

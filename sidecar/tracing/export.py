@@ -9,7 +9,8 @@ to the console.
     OtlpHttpExporter(settings, encoder)         POST /v1/traces (protobuf, gzip when
                                                 asked); 429/502/503/504 and lost
                                                 connections retried with backoff within
-                                                the export timeout
+                                                the export timeout, and no more once the
+                                                service stops
     ConsoleExporter()                           one JSON line per span on stdout
 
 The exporter's own failures are logged (status or error class, never the headers) and
@@ -53,6 +54,9 @@ class SpanExporter(Protocol):
     def export(self, spans: Sequence[Span], deadline: float) -> None:
         """Send `spans`, retrying what may succeed later until `deadline` (monotonic)."""
 
+    def stop_retrying(self) -> None:
+        """Give up any wait between retries now, and retry no more (the service stops)."""
+
     def shutdown(self) -> None: ...
 
 
@@ -83,6 +87,7 @@ class BatchExport:
     def shutdown(self) -> None:
         """Export what is queued (one attempt per batch, within the export timeout), stop."""
         self._stopping = True
+        self._exporter.stop_retrying()
         self._wake.set()
         self._thread.join(self._settings.export_timeout)
         self._exporter.shutdown()
@@ -153,6 +158,7 @@ class OtlpHttpExporter:
         self._client = httpx.Client(
             timeout=settings.timeout, verify=_tls_context(settings), headers=headers
         )
+        self._stopped = threading.Event()
 
     def export(self, spans: Sequence[Span], deadline: float) -> None:
         body = self._encoder.request(spans)
@@ -162,9 +168,8 @@ class OtlpHttpExporter:
         while (refused := self._attempt(body)) is not None:
             retry_after, failure = refused
             wait = backoff * (0.8 + 0.4 * _jitter()) if retry_after is None else retry_after
-            if time.monotonic() + wait > deadline:
+            if time.monotonic() + wait > deadline or self._stopped.wait(wait):
                 raise ExportFailed(failure)
-            time.sleep(wait)
             backoff = min(backoff * 2, _LONGEST_BACKOFF)
 
     def _attempt(self, body: bytes) -> tuple[float | None, str] | None:
@@ -181,6 +186,9 @@ class OtlpHttpExporter:
             raise ExportFailed(failure)
         return _retry_after(answer.headers.get("retry-after")), failure
 
+    def stop_retrying(self) -> None:
+        self._stopped.set()
+
     def shutdown(self) -> None:
         self._client.close()
 
@@ -190,8 +198,11 @@ class ConsoleExporter:
 
     def export(self, spans: Sequence[Span], deadline: float) -> None:
         lines = b"".join(orjson.dumps(_as_json(span)) + b"\n" for span in spans)
-        sys.stdout.buffer.write(lines)
+        sys.stdout.write(lines.decode())
         sys.stdout.flush()
+
+    def stop_retrying(self) -> None:
+        pass
 
     def shutdown(self) -> None:
         pass

@@ -76,6 +76,9 @@ class _KeptOwn:
     def export(self, spans: Sequence[Span], deadline: float) -> None:
         self.spans.extend(spans)
 
+    def stop_retrying(self) -> None:
+        pass
+
     def shutdown(self) -> None:
         pass
 

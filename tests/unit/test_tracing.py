@@ -54,6 +54,9 @@ class Kept:
     def export(self, spans: Sequence[Span], deadline: float) -> None:
         self.spans.extend(spans)
 
+    def stop_retrying(self) -> None:
+        pass
+
     def shutdown(self) -> None:
         self.shut = True
 
@@ -437,6 +440,36 @@ def test_a_refused_export_is_logged_and_the_service_goes_on(
     failed = [line for line in logged if line["event"] == "traces_export_failed"]
     assert [(line["spans"], line["reason"]) for line in failed] == [(1, "collector answered 400")]
     assert_no_secret(json.dumps(logged), HEADER_SECRET)
+
+
+@pytest.mark.usefixtures("json_logs")
+def test_shutdown_gives_up_waiting_on_a_busy_collector(capsys: pytest.CaptureFixture[str]) -> None:
+    with collector([(503, {"retry-after": "20"})] * 3) as (url, bodies):
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_BSP_SCHEDULE_DELAY": "20"}
+        tracing = Tracing(exporter_from_environment(env), env=env)
+        with tracing.span("waiting"):
+            pass
+        _wait_for(lambda: len(bodies) >= 1)  # the collector said: again in 20 s
+        started = time.monotonic()
+        tracing.shutdown()
+        assert time.monotonic() - started < 5
+    failed = [line for line in _logged(capsys) if line["event"] == "traces_export_failed"]
+    assert [line["reason"] for line in failed] == ["collector answered 503"]
+
+
+def test_the_console_shows_each_span_as_a_json_line(capsys: pytest.CaptureFixture[str]) -> None:
+    env = {"OTEL_TRACES_EXPORTER": "console"}
+    tracing = Tracing(exporter_from_environment(env), env=env)
+    with tracing.server_span("GET", CALLER, {"url.path": "/healthz"}):
+        pass
+    tracing.shutdown()
+    (line,) = capsys.readouterr().out.splitlines()
+    shown = json.loads(line)
+    assert shown["name"] == "GET"
+    assert shown["trace_id"] == "a" * 32
+    assert shown["parent_span_id"] == "b" * 16
+    assert shown["kind"] == "SERVER"
+    assert shown["attributes"] == {"url.path": "/healthz"}
 
 
 def test_an_unreachable_collector_does_not_hold_up_shutdown() -> None:

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run install dev node postgres test lint typecheck pytest bench soak clean
+.PHONY: run install dev node postgres image-tools test lint typecheck pytest bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ postgres:
 	  { $(SUDO) apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql >/dev/null; }
 
+# podman and debootstrap, with which the image test builds the Dockerfile, and its base
+# when no registry is reachable (tests/support/image.py); installed only when missing.
+# Needs root or sudo.
+image-tools:
+	@{ command -v podman && command -v debootstrap; } >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq podman debootstrap >/dev/null; }
+
 install: $(VENV)/.installed
 
 dev: $(VENV)/.dev-installed
@@ -47,7 +55,7 @@ lint: dev
 typecheck: dev
 	$(BIN)/mypy
 
-pytest: dev node postgres
+pytest: dev node postgres image-tools
 	$(BIN)/pytest
 
 test: lint typecheck pytest

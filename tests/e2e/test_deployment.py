@@ -1,7 +1,7 @@
 """The Dockerfile and the Kubernetes example (docs/kubernetes.yaml) say what the service
 needs, and the image's entry command, with their environment, starts a service whose
-probes pass and which stops cleanly on SIGTERM. (No container engine runs here: the
-command is run as the image would run it, from this checkout's interpreter.)"""
+probes pass and which stops cleanly on SIGTERM. (The command is run as the image would
+run it, from this checkout's interpreter; `test_image.py` builds the image and runs it.)"""
 
 from __future__ import annotations
 

@@ -110,7 +110,7 @@ class BatchExport:
                 self._exporter.export(batch, deadline)
             except ExportFailed as exc:
                 log.warning("traces_export_failed", spans=len(batch), reason=str(exc))
-            except Exception:
+            except Exception:  # an exporter's bug must not stop the thread
                 log.exception("traces_export_failed", spans=len(batch))
         dropped = self._dropped
         if dropped > self._reported:

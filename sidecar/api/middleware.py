@@ -23,7 +23,7 @@ from sidecar.limits import RequestLimits
 from sidecar.logs import bind_request_id, get_logger, info_enabled
 from sidecar.metrics import Metrics
 from sidecar.shutdown import Drain
-from sidecar.tracing import NO_TRACING, Tracing
+from sidecar.tracing import NO_TRACING, Tracing, Value
 
 __all__ = ["EdgeMiddleware"]
 
@@ -68,7 +68,10 @@ class EdgeMiddleware:
             for name, value in scope["headers"]
             if name in (b"traceparent", b"tracestate")
         }
-        attributes = {"http.request.method": method, "url.path": scope["path"]}
+
+        def attributes() -> dict[str, Value]:
+            return {"http.request.method": method, "url.path": scope["path"]}
+
         with self._tracing.server_span(method, parent, attributes) as span:
             status = await self._handle(scope, receive, send)
             if not span.sampled:

@@ -195,7 +195,7 @@ class Router:
                 span.end()
                 raise
             self._metrics.observe_model_call(target.provider, target.model, "completed")
-            if self._tracing.enabled:
+            if span.sampled:  # a span that records ends with the stream
                 return OpenedTurn(target, first, _traced(stream, first, span))
             return OpenedTurn(target, first, stream)
 

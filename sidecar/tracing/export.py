@@ -36,7 +36,7 @@ from sidecar.logs import get_logger
 from sidecar.redaction import Redactor
 from sidecar.tracing.otlp import Encoder
 from sidecar.tracing.settings import BatchSettings, OtlpSettings, TracingSettingsError
-from sidecar.tracing.spans import Span, Value
+from sidecar.tracing.spans import Span, Value, redacted
 
 __all__ = ["BatchExport", "ConsoleExporter", "ExportFailed", "OtlpHttpExporter", "SpanExporter"]
 
@@ -130,10 +130,7 @@ class BatchExport:
         span.name = redact(span.name)
         span.status_message = redact(span.status_message)
         for key, value in span.attributes.items():
-            if isinstance(value, str):
-                span.attributes[key] = redact(value)
-            elif isinstance(value, tuple | list):
-                span.attributes[key] = [redact(v) if isinstance(v, str) else v for v in value]
+            span.attributes[key] = redacted(value, self._redactor)
 
 
 def _texts(values: Iterable[Value]) -> list[str]:

@@ -29,6 +29,7 @@ __all__ = [
     "Value",
     "current_span",
     "new_span",
+    "redacted",
     "remote_parent",
 ]
 
@@ -114,14 +115,14 @@ class Span:
 
     def set(self, name: str, value: Value) -> None:
         if self._sink is not None:
-            self.attributes[name] = _redacted(value, call_redactor())
+            self.attributes[name] = redacted(value, call_redactor())
 
     def set_all(self, attributes: Attributes) -> None:
         if self._sink is not None and attributes:
             made = attributes() if callable(attributes) else attributes
             redactor = call_redactor()
             for name, value in made.items():
-                self.attributes[name] = _redacted(value, redactor)
+                self.attributes[name] = redacted(value, redactor)
 
     def rename(self, name: str) -> None:
         if self._sink is not None:
@@ -221,7 +222,8 @@ def remote_parent(headers: Mapping[str, str]) -> Span | None:
     return parent
 
 
-def _redacted(value: Value, redactor: Redactor | None) -> Value:
+def redacted(value: Value, redactor: Redactor | None) -> Value:
+    """`value` with `redactor`'s secrets masked in its texts, cut to what a span keeps."""
     if value.__class__ is str:
         return _redacted_text(value, redactor)
     if isinstance(value, list | tuple):  # kept a list: the encoder caches single values

@@ -132,7 +132,7 @@ def run_in_image(image: str, script: str, timeout: float = 300) -> str:
     environment (a build step on top of it, chroot-isolated); its output."""
     with tempfile.TemporaryDirectory(prefix="in-image-") as tmp:
         (Path(tmp) / "Containerfile").write_text(
-            f'FROM {image}\nRUN ["/bin/sh", "-c", {_quoted(script)}]\n', encoding="utf-8"
+            f'FROM {image}\nRUN ["/bin/sh", "-c", {json.dumps(script)}]\n', encoding="utf-8"
         )
         ran = podman(
             "build", "--isolation", "chroot", "--pull=never", "--no-cache", "--layers=false",
@@ -140,7 +140,3 @@ def run_in_image(image: str, script: str, timeout: float = 300) -> str:
             timeout=timeout,
         )  # fmt: skip
         return _checked(ran, "a command in the image")
-
-
-def _quoted(script: str) -> str:
-    return json.dumps(script)

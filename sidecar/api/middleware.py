@@ -63,11 +63,10 @@ class EdgeMiddleware:
             await self._handle(scope, receive, send)
             return
         method = scope["method"]
-        parent = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in scope["headers"]
-            if name in (b"traceparent", b"tracestate")
-        }
+        parent: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name == b"traceparent" or name == b"tracestate":
+                parent[name.decode()] = value.decode("latin-1")
 
         def attributes() -> dict[str, Value]:
             return {"http.request.method": method, "url.path": scope["path"]}

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from enum import IntEnum
-from typing import Protocol
+from types import TracebackType
+from typing import Literal, Protocol
 
 from sidecar.logs import call_redactor
 from sidecar.redaction import Redactor
@@ -26,6 +27,7 @@ __all__ = [
     "Span",
     "SpanKind",
     "SpanSink",
+    "Unsampled",
     "Value",
     "current_span",
     "new_span",
@@ -72,6 +74,7 @@ class Span:
 
     __slots__ = (
         "_sink",
+        "_token",
         "attributes",
         "end_ns",
         "kind",
@@ -113,6 +116,25 @@ class Span:
         self.start_ns = _now_ns()
         self.end_ns = 0
 
+    def __enter__(self) -> Span:
+        """Current inside the `with` block; failed by an exception that leaves it
+        (`error.type` is the exception's `code`, or its class); ended at the exit."""
+        self._token = _CURRENT.set(self)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        _CURRENT.reset(self._token)
+        if exc is not None:
+            code = getattr(exc, "code", None)
+            self.fail(code if isinstance(code, str) else type(exc).__name__, str(exc))
+        self.end()
+        return False
+
     def set(self, name: str, value: Value) -> None:
         if self._sink is not None:
             self.attributes[name] = redacted(value, call_redactor())
@@ -121,8 +143,12 @@ class Span:
         if self._sink is not None and attributes:
             made = attributes() if callable(attributes) else attributes
             redactor = call_redactor()
+            kept = self.attributes
             for name, value in made.items():
-                self.attributes[name] = redacted(value, redactor)
+                if value.__class__ is str and redactor is None:  # the common case, inline
+                    kept[name] = value if len(value) <= MAX_TEXT_CHARS else value[:MAX_TEXT_CHARS]
+                else:
+                    kept[name] = redacted(value, redactor)
 
     def rename(self, name: str) -> None:
         if self._sink is not None:
@@ -147,39 +173,60 @@ class Span:
 
 class _NoSpan(Span):
     """What a span is while tracing is off, or when its trace is not sampled: nothing is
-    recorded, here or under it."""
+    recorded, here or under it. As a `with` block it leaves the context as it is."""
 
     __slots__ = ()
 
     def __init__(self) -> None:
         super().__init__("", 0, 0, 0, SpanKind.INTERNAL, None)
 
+    def __enter__(self) -> Span:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        return False
+
 
 NO_SPAN = _NoSpan()
 _CURRENT: ContextVar[Span | None] = ContextVar("sidecar_span", default=None)
+current_span = _CURRENT.get
 
 
-def current_span() -> Span | None:
-    return _CURRENT.get()
+class Unsampled:
+    """A `with` block for a trace not sampled: `NO_SPAN` is current inside, which tells
+    the spans under it to record nothing."""
 
+    __slots__ = ("_token",)
 
-def make_current(span: Span) -> Token[Span | None]:
-    return _CURRENT.set(span)
+    def __enter__(self) -> Span:
+        self._token: Token[Span | None] = _CURRENT.set(NO_SPAN)
+        return NO_SPAN
 
-
-def restore(token: Token[Span | None]) -> None:
-    _CURRENT.reset(token)
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        _CURRENT.reset(self._token)
+        return False
 
 
 def new_span(
     name: str | Callable[[], str],
+    attributes: Attributes,
     kind: SpanKind,
     parent: Span | None,
     decide: Callable[[int, Span | None], bool],
     sink: SpanSink,
-) -> Span:
+) -> Span | None:
     """A span under `parent` (a new trace without one) when `decide` samples it, else
-    `NO_SPAN`: a span not sampled records nothing, and neither do its children (every
+    None: a span not sampled records nothing, and neither do its children (every
     sampler decides alike on one trace id, or follows the parent)."""
     if parent is None:
         trace_id = _random_bits(128) or 1
@@ -188,7 +235,7 @@ def new_span(
         trace_id = parent.trace_id
         parent_span_id = parent.span_id
     if not decide(trace_id, parent):
-        return NO_SPAN
+        return None
     span = Span(
         _redacted_text(name if isinstance(name, str) else name(), call_redactor()),
         trace_id,
@@ -200,6 +247,8 @@ def new_span(
     if parent is not None:
         span.trace_state = parent.trace_state
         span.parent_remote = parent.remote
+    if attributes:
+        span.set_all(attributes)
     return span
 
 

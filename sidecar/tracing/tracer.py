@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from contextvars import Token
-from types import TracebackType
-from typing import Literal
 
 from sidecar.redaction import Redactor
 from sidecar.tracing.export import BatchExport, ConsoleExporter, OtlpHttpExporter, SpanExporter
@@ -26,64 +23,13 @@ from sidecar.tracing.spans import (
     Attributes,
     Span,
     SpanKind,
+    Unsampled,
     current_span,
-    make_current,
     new_span,
     remote_parent,
-    restore,
 )
 
 __all__ = ["NO_TRACING", "Tracing", "exporter_from_environment"]
-
-
-class _SpanBlock:
-    """A `with` block around a span: current inside (`NO_SPAN` too, which tells the
-    spans under it that the trace is not sampled), failed by an exception that leaves it
-    (`error.type` is the exception's `code`, or its class), ended at the exit."""
-
-    __slots__ = ("_span", "_token")
-
-    def __init__(self, span: Span) -> None:
-        self._span = span
-
-    def __enter__(self) -> Span:
-        self._token: Token[Span | None] = make_current(self._span)
-        return self._span
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Literal[False]:
-        restore(self._token)
-        span = self._span
-        if exc is not None:
-            code = getattr(exc, "code", None)
-            span.fail(code if isinstance(code, str) else type(exc).__name__, str(exc))
-        span.end()
-        return False
-
-
-class _NoSpanBlock:
-    """A reusable `with` block that yields `NO_SPAN` (tracing off, or inside a span not
-    sampled) and leaves the context as it is."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> Span:
-        return NO_SPAN
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Literal[False]:
-        return False
-
-
-_NO_SPAN_BLOCK = _NoSpanBlock()
 
 
 class Tracing:
@@ -115,20 +61,24 @@ class Tracing:
         attributes: Attributes = None,
         *,
         kind: SpanKind = SpanKind.INTERNAL,
-    ) -> _SpanBlock | _NoSpanBlock:
-        """A span of the current context for the `with` block."""
+    ) -> Span | Unsampled:
+        """A span of the current context for the `with` block (`NO_SPAN` when tracing is
+        off or the trace is not sampled)."""
         parent = current_span()
         if self._batch is None or parent is NO_SPAN:
-            return _NO_SPAN_BLOCK
-        return _SpanBlock(self._new(name, attributes, kind, parent))
+            return NO_SPAN
+        span = new_span(name, attributes, kind, parent, self._sample, self._batch)
+        return Unsampled() if span is None else span
 
     def server_span(
         self, name: str, headers: Mapping[str, str], attributes: Attributes
-    ) -> _SpanBlock | _NoSpanBlock:
+    ) -> Span | Unsampled:
         """A request's span, a child of the caller's `traceparent` (W3C) when it sent one."""
         if self._batch is None:
-            return _NO_SPAN_BLOCK
-        return _SpanBlock(self._new(name, attributes, SpanKind.SERVER, remote_parent(headers)))
+            return NO_SPAN
+        parent = remote_parent(headers) if headers else None
+        span = new_span(name, attributes, SpanKind.SERVER, parent, self._sample, self._batch)
+        return Unsampled() if span is None else span
 
     def start(
         self,
@@ -142,24 +92,13 @@ class Tracing:
         parent = current_span()
         if self._batch is None or parent is NO_SPAN:
             return NO_SPAN
-        return self._new(name, attributes, kind, parent)
+        span = new_span(name, attributes, kind, parent, self._sample, self._batch)
+        return NO_SPAN if span is None else span
 
     def shutdown(self) -> None:
         """Export what is left and stop (at the service's close)."""
         if self._batch is not None:
             self._batch.shutdown()
-
-    def _new(
-        self,
-        name: str | Callable[[], str],
-        attributes: Attributes,
-        kind: SpanKind,
-        parent: Span | None,
-    ) -> Span:
-        assert self._batch is not None
-        span = new_span(name, kind, parent, self._sample, self._batch)
-        span.set_all(attributes)
-        return span
 
 
 NO_TRACING = Tracing(None)

@@ -168,7 +168,7 @@ async def open_services(
     drain = drain or Drain()
     tracing = tracing or tracing_from_environment(settings)
     async with AsyncExitStack() as stack:
-        stack.callback(tracing.shutdown)
+        await stack.enter_async_context(tracing.exporting())
         manifest_tools = load_tool_manifests(settings.manifests_dir)
         manifest_agents = load_agent_manifests(settings.manifests_dir)
         configured_key = (

@@ -126,5 +126,14 @@ class Encoder:
 
     def request(self, spans: Iterable[Span]) -> bytes:
         """An `ExportTraceServiceRequest` holding `spans`."""
-        scope_spans = _field(b"\x12", self._scope + b"".join(map(_span, spans)))
+        return self.request_of(self.spans(spans))
+
+    @staticmethod
+    def spans(spans: Iterable[Span]) -> bytes:
+        """`spans` encoded, to be joined with others into one request (`request_of`)."""
+        return b"".join(map(_span, spans))
+
+    def request_of(self, encoded: bytes) -> bytes:
+        """An `ExportTraceServiceRequest` holding spans already encoded (`spans`)."""
+        scope_spans = _field(b"\x12", self._scope + encoded)
         return _field(b"\x0a", self._resource + scope_spans)

@@ -4,7 +4,8 @@ caller's, and the sink they go to when they end."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 
 from sidecar.redaction import Redactor
 from sidecar.tracing.export import BatchExport, ConsoleExporter, OtlpHttpExporter, SpanExporter
@@ -95,10 +96,18 @@ class Tracing:
         span = new_span(name, attributes, kind, parent, self._sample, self._batch)
         return NO_SPAN if span is None else span
 
-    def shutdown(self) -> None:
-        """Export what is left and stop (at the service's close)."""
-        if self._batch is not None:
-            self._batch.shutdown()
+    @asynccontextmanager
+    async def exporting(self) -> AsyncIterator[None]:
+        """Export on the running event loop for the block (the service's life); what is
+        left, spans recorded before the block included, is sent at its end."""
+        if self._batch is None:
+            yield
+            return
+        self._batch.start()
+        try:
+            yield
+        finally:
+            await self._batch.aclose()
 
 
 NO_TRACING = Tracing(None)

@@ -4,6 +4,7 @@ collector on loopback, and redaction."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import random
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+import anyio
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from starlette.applications import Starlette
@@ -51,17 +53,28 @@ class Kept:
         self.spans: list[Span] = []
         self.shut = False
 
-    def export(self, spans: Sequence[Span], deadline: float) -> None:
+    async def export(self, spans: Sequence[Span], deadline: float) -> None:
         self.spans.extend(spans)
 
     def stop_retrying(self) -> None:
         pass
 
-    def shutdown(self) -> None:
+    async def aclose(self) -> None:
         self.shut = True
 
     def named(self) -> dict[str, Span]:
         return {span.name: span for span in self.spans}
+
+
+def _close(tracing: Tracing) -> None:
+    """Export what was recorded outside an event loop (the service's spans are recorded
+    within `exporting()`, whose end sends what is left)."""
+
+    async def exported() -> None:
+        async with tracing.exporting():
+            pass
+
+    asyncio.run(exported())
 
 
 # The switches
@@ -226,7 +239,7 @@ def test_spans_nest_under_the_callers_and_no_secret_reaches_the_exporter() -> No
         outer.set("leak", f"service key {SERVICE_SECRET}")
         with pytest.raises(RuntimeError), tracing.span("raises"):
             raise RuntimeError(f"boom {SERVICE_SECRET}")
-    tracing.shutdown()
+    _close(tracing)
     assert kept.shut
     spans = kept.named()
     assert set(spans) == {"POST", "execute_tool ***", "chat model", "raises"}
@@ -264,7 +277,7 @@ def test_an_invalid_traceparent_starts_a_new_trace(traceparent: str) -> None:
     tracing = Tracing(kept, env={})
     with tracing.server_span("GET", {"traceparent": traceparent}, None):
         pass
-    tracing.shutdown()
+    _close(tracing)
     (span,) = kept.spans
     assert span.parent_span_id == 0
     assert format(span.trace_id, "032x") != "a" * 32
@@ -278,7 +291,7 @@ def test_the_tracestate_travels_with_the_trace() -> None:
         tracing.span("child"),
     ):
         pass
-    tracing.shutdown()
+    _close(tracing)
     assert {span.trace_state for span in kept.spans} == {"vendor=1,other=x"}
 
 
@@ -292,7 +305,7 @@ def test_a_trace_not_sampled_records_nothing_beneath_it() -> None:
         assert tracing.start("stream").sampled is False
     with tracing.server_span("GET", CALLER, None), tracing.span("child"):
         pass
-    tracing.shutdown()
+    _close(tracing)
     assert sorted(span.name for span in kept.spans) == ["GET", "child"]
 
 
@@ -326,7 +339,7 @@ def test_the_encoding_is_otlp_as_the_official_classes_read_it() -> None:
         span.set("numbers", [1, 2])
         span.set("huge", 1 << 70)
         span.fail("upstream_error", "it failed")
-    tracing.shutdown()
+    _close(tracing)
     encoder = Encoder({"service.name": "svc", "host.cores": 2}, "orq-sidecar", "9.9")
     request = ExportTraceServiceRequest.FromString(encoder.request(kept.spans))
     (resource_spans,) = request.resource_spans
@@ -406,19 +419,21 @@ def _names(bodies: list[bytes]) -> list[str]:
     return names
 
 
-def test_a_busy_collector_is_retried_as_it_asks() -> None:
+@pytest.mark.anyio
+async def test_a_busy_collector_is_retried_as_it_asks() -> None:
     with collector([(503, {"retry-after": "0"}), (429, {"retry-after": "0"})]) as (url, bodies):
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_BSP_SCHEDULE_DELAY": "20"}
         tracing = Tracing(exporter_from_environment(env), env=env)
-        with tracing.span("retried"):
-            pass
-        _wait_for(lambda: len(bodies) >= 3)
-        tracing.shutdown()
+        async with tracing.exporting():
+            with tracing.span("retried"):
+                pass
+            await _waited_for(lambda: len(bodies) >= 3)
     assert _names(bodies) == ["retried"] * 3
 
 
+@pytest.mark.anyio
 @pytest.mark.usefixtures("json_logs")
-def test_a_refused_export_is_logged_and_the_service_goes_on(
+async def test_a_refused_export_is_logged_and_the_service_goes_on(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with collector([(400, {})]) as (url, bodies):
@@ -429,12 +444,12 @@ def test_a_refused_export_is_logged_and_the_service_goes_on(
             "OTEL_BSP_SCHEDULE_DELAY": "20",
         }
         tracing = Tracing(exporter_from_environment(env), env=env)
-        with tracing.span("refused"):
-            pass
-        _wait_for(lambda: len(bodies) >= 1)
-        with tracing.span("taken"):
-            pass
-        tracing.shutdown()
+        async with tracing.exporting():
+            with tracing.span("refused"):
+                pass
+            await _waited_for(lambda: len(bodies) >= 1)
+            with tracing.span("taken"):
+                pass
     assert _names(bodies) == ["refused", "taken"]  # not retried; the next batch goes
     logged = _logged(capsys)
     failed = [line for line in logged if line["event"] == "traces_export_failed"]
@@ -442,19 +457,44 @@ def test_a_refused_export_is_logged_and_the_service_goes_on(
     assert_no_secret(json.dumps(logged), HEADER_SECRET)
 
 
+@pytest.mark.anyio
 @pytest.mark.usefixtures("json_logs")
-def test_shutdown_gives_up_waiting_on_a_busy_collector(capsys: pytest.CaptureFixture[str]) -> None:
+async def test_shutdown_gives_up_waiting_on_a_busy_collector(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with collector([(503, {"retry-after": "20"})] * 3) as (url, bodies):
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": url, "OTEL_BSP_SCHEDULE_DELAY": "20"}
         tracing = Tracing(exporter_from_environment(env), env=env)
-        with tracing.span("waiting"):
-            pass
-        _wait_for(lambda: len(bodies) >= 1)  # the collector said: again in 20 s
-        started = time.monotonic()
-        tracing.shutdown()
+        async with tracing.exporting():
+            with tracing.span("waiting"):
+                pass
+            await _waited_for(lambda: len(bodies) >= 1)  # the collector said: again in 20 s
+            started = time.monotonic()
         assert time.monotonic() - started < 5
     failed = [line for line in _logged(capsys) if line["event"] == "traces_export_failed"]
     assert [line["reason"] for line in failed] == ["collector answered 503"]
+
+
+@pytest.mark.anyio
+async def test_a_full_batch_recorded_on_another_thread_is_sent_without_waiting() -> None:
+    with collector([]) as (url, bodies):
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": url,
+            "OTEL_BSP_SCHEDULE_DELAY": "60000",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "300",
+        }
+        tracing = Tracing(exporter_from_environment(env), env=env)
+        async with tracing.exporting():
+
+            def record() -> None:
+                for number in range(300):
+                    with tracing.span(f"span {number}"):
+                        pass
+
+            await anyio.to_thread.run_sync(record)
+            # The schedule is a minute away: the full batch woke the export.
+            await _waited_for(lambda: len(bodies) >= 1)
+    assert _names(bodies) == [f"span {number}" for number in range(300)]
 
 
 def test_the_console_shows_each_span_as_a_json_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -462,7 +502,7 @@ def test_the_console_shows_each_span_as_a_json_line(capsys: pytest.CaptureFixtur
     tracing = Tracing(exporter_from_environment(env), env=env)
     with tracing.server_span("GET", CALLER, {"url.path": "/healthz"}):
         pass
-    tracing.shutdown()
+    _close(tracing)
     (line,) = capsys.readouterr().out.splitlines()
     shown = json.loads(line)
     assert shown["name"] == "GET"
@@ -480,7 +520,7 @@ def test_an_unreachable_collector_does_not_hold_up_shutdown() -> None:
     finished = threading.Event()
 
     def shut() -> None:
-        tracing.shutdown()
+        _close(tracing)
         finished.set()
 
     threading.Thread(target=shut, daemon=True).start()
@@ -495,7 +535,7 @@ def test_a_full_queue_drops_spans_and_says_how_many(capsys: pytest.CaptureFixtur
     for number in range(25):
         with tracing.span(f"span {number}"):
             pass
-    tracing.shutdown()
+    _close(tracing)
     assert [span.name for span in kept.spans] == [f"span {number}" for number in range(10)]
     dropped = [line for line in _logged(capsys) if line["event"] == "traces_dropped"]
     assert [line["spans"] for line in dropped] == [15]
@@ -507,15 +547,15 @@ def test_spans_reach_a_real_receiver_and_shutdown_sends_the_rest() -> None:
         tracing = Tracing(exporter_from_environment(env), [SERVICE_SECRET], env=env)
         with tracing.server_span("POST", CALLER, {"key": f"k {SERVICE_SECRET}"}):
             pass
-        tracing.shutdown()  # the schedule delay (5 s) has not come: shutdown sends it
+        _close(tracing)  # the schedule delay (5 s) has not come: the close sends it
         (span,) = receiver.spans
         assert span.service_name == "unit"
         assert span.attributes == {"key": "k ***"}
         assert_no_secret(receiver.raw(), SERVICE_SECRET)
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+async def _waited_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+        await anyio.sleep(0.01)

@@ -107,7 +107,7 @@ class BatchExport:
         try:
             async with asyncio.timeout(self._settings.export_timeout):
                 if self._task is None:
-                    await self._export_queued(retry=False)
+                    await self._export_queued(retry=False, all_of_it=True)
                 else:
                     self._wake.set()
                     await self._task  # it gives up its retries and sends the rest once
@@ -128,15 +128,20 @@ class BatchExport:
 
     async def _run(self) -> None:
         while not self._stopping:
-            with contextlib.suppress(TimeoutError):
+            due = False
+            try:
                 await asyncio.wait_for(self._wake.wait(), self._settings.schedule_delay)
+            except TimeoutError:
+                due = True
             self._wake.clear()
-            await self._export_queued(retry=not self._stopping)
-        await self._export_queued(retry=False)
+            await self._export_queued(retry=not self._stopping, all_of_it=due or self._stopping)
+        await self._export_queued(retry=False, all_of_it=True)
 
-    async def _export_queued(self, *, retry: bool) -> None:
+    async def _export_queued(self, *, retry: bool, all_of_it: bool) -> None:
+        """Export the full batches queued; with `all_of_it` (the schedule is due, or the
+        service stops), the last one that is not full too."""
         queue, size = self._queue, self._settings.max_batch
-        while queue:
+        while len(queue) >= size or (all_of_it and queue):
             batch = [queue.popleft() for _ in range(min(size, len(queue)))]
             if self._redactor:
                 for start in range(0, len(batch), _SLICE):

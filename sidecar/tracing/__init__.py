@@ -16,7 +16,7 @@ the exporter's OTEL_EXPORTER_OTLP_* (headers, timeout, compression, certificates
 
 The recorder is the service's own rather than the OpenTelemetry SDK's: measured in one
 run (`make bench`, `bench_tracing`), the SDK spends about 39 µs recording a span and
-19 µs encoding it, a third of the cheapest tool call's cost; here it is 1.9 and 1.7 µs.
+20 µs encoding it, a third of the cheapest tool call's cost; here it is about 2 µs each.
 
 Nothing reaches an exporter unredacted: a value is redacted when it is set, with the
 secrets of the calls the code runs within (`logs.redacting`), and again before export

@@ -98,6 +98,7 @@ class BatchExport:
         """Export on the running event loop from now on, until `aclose()`."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        self._wake = asyncio.Event()  # of this loop
         self._task = self._loop.create_task(self._run(), name="sidecar-traces")
 
     async def aclose(self) -> None:

@@ -14,10 +14,11 @@ collector or to the console.
                                                 service stops
     ConsoleExporter()                           one JSON line per span on stdout
 
-The export runs on the loop rather than on a thread of its own: measured under load, a
-thread contending with the loop for the interpreter lock cost a traced request about
-10 µs more CPU than the same work done on the loop. Encoding yields to the loop between
-slices of a batch, and compression runs on a worker thread (zlib releases the lock).
+The export runs on the loop rather than on a thread of its own: measured under load in
+one run, with every request traced, a thread contending with the loop for the
+interpreter lock cost the cheapest call x1.60 of its untraced CPU, the loop x1.37.
+Encoding yields to the loop between slices of a batch, and compression runs on a worker
+thread (zlib releases the lock).
 
 The exporter's own failures are logged (status or error class, never the headers) and
 never reach a request.

@@ -476,9 +476,7 @@ async def test_shutdown_gives_up_waiting_on_a_busy_collector(
 
 
 @pytest.mark.anyio
-async def test_a_full_batch_recorded_on_another_thread_is_sent_at_once_the_rest_on_schedule() -> (
-    None
-):
+async def test_a_full_batch_from_another_thread_goes_at_once_the_rest_on_schedule() -> None:
     with collector([]) as (url, bodies):
         env = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": url,

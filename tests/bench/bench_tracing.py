@@ -9,7 +9,7 @@ measures, each against its baseline in the same run:
 - per span: recording and encoding a span with the service's recorder and with the
   OpenTelemetry SDK (its tracer, batch processor and OTLP encoder);
 - in-process, no server: microseconds of CPU per request straight into the ASGI app
-  (the export thread included);
+  (the export included);
 - three `sidecar serve` processes (off, every request, 10% sampled) under the same load,
   rounds alternating: requests per second and the server's CPU per request.
 
@@ -132,7 +132,7 @@ def otel_env(endpoint: str) -> dict[str, str]:
 
 
 async def in_process(endpoint: str) -> tuple[float, float]:
-    """CPU microseconds per request, the export thread's included: tracing off, then on."""
+    """CPU microseconds per request, the export's included: tracing off, then on."""
     configure_logging(LOG_LEVEL, "json")
     spent: list[float] = []
     for env in ({}, otel_env(endpoint)):

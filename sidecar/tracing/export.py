@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Protocol
 
 import orjson
@@ -146,10 +146,9 @@ class BatchExport:
         while len(queue) >= size or (all_of_it and queue):
             batch = [queue.popleft() for _ in range(min(size, len(queue)))]
             if self._redactor:
-                for start in range(0, len(batch), _SLICE):
-                    for span in batch[start : start + _SLICE]:
+                async for part in _in_slices(batch):
+                    for span in part:
                         self._mask(span)
-                    await asyncio.sleep(0)
             deadline = time.monotonic() + (self._settings.export_timeout if retry else 0.0)
             try:
                 await self._exporter.export(batch, deadline)
@@ -176,6 +175,14 @@ class BatchExport:
             span.attributes[key] = redacted(value, self._redactor)
 
 
+async def _in_slices(spans: Sequence[Span]) -> AsyncIterator[Sequence[Span]]:
+    """`spans` a slice at a time, the loop running other work between two slices."""
+    for start in range(0, len(spans), _SLICE):
+        if start:
+            await asyncio.sleep(0)
+        yield spans[start : start + _SLICE]
+
+
 def _texts(values: Iterable[Value]) -> list[str]:
     found: list[str] = []
     for value in values:
@@ -196,14 +203,10 @@ class OtlpHttpExporter:
         if settings.gzip:
             self._headers["content-encoding"] = "gzip"
         self._client = LeanHttp(ssl_context=_tls_context(settings), max_connections=4)
-        self._stopped = False
         self._stop = asyncio.Event()
 
     async def export(self, spans: Sequence[Span], deadline: float) -> None:
-        encoded = []
-        for start in range(0, len(spans), _SLICE):
-            encoded.append(self._encoder.spans(spans[start : start + _SLICE]))
-            await asyncio.sleep(0)
+        encoded = [self._encoder.spans(part) async for part in _in_slices(spans)]
         body = self._encoder.request_of(b"".join(encoded))
         if self._settings.gzip:
             body = await asyncio.to_thread(gzip.compress, body, 6)
@@ -212,7 +215,7 @@ class OtlpHttpExporter:
             retry_after, failure = refused
             wait = backoff * (0.8 + 0.4 * _jitter()) if retry_after is None else retry_after
             if (
-                self._stopped
+                self._stop.is_set()
                 or time.monotonic() + wait > deadline
                 or await self._stopped_within(wait)
             ):
@@ -247,7 +250,6 @@ class OtlpHttpExporter:
         return True
 
     def stop_retrying(self) -> None:
-        self._stopped = True
         self._stop.set()
 
     async def aclose(self) -> None:

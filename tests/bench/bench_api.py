@@ -10,12 +10,12 @@ Run with `python -m tests.bench` or `python -m tests.bench.bench_api`.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,9 @@ PROFILE_CALLS = 3000
 BODY = json.dumps({"tool": {"type": "orq:current_date"}, "arguments": {}})
 
 
-def load(url: str, body: str) -> dict[str, Any]:
-    """Run the load generator process against `url` and read its summary."""
+def load(url: str, body: str, pids: Sequence[int] = ()) -> dict[str, Any]:
+    """Run the load generator process against `url` and read its summary (with the CPU
+    that `pids` spent in its measured phase)."""
     completed = subprocess.run(
         [
             sys.executable,
@@ -59,6 +60,7 @@ def load(url: str, body: str) -> dict[str, Any]:
             str(SECONDS),
             "--limit",
             str(LIMIT),
+            *(f"--pid={pid}" for pid in pids),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -143,17 +145,10 @@ async def profile_app() -> None:
             print_top(profile, done)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(url: str, pid: int, body: str = BODY) -> tuple[dict[str, Any], float]:
-    """One load round and the server's CPU microseconds per request in it."""
-    before = cpu_seconds(pid)
-    summary = load(url, body)
-    return summary, (cpu_seconds(pid) - before) / summary["requests"] * 1e6
+    """One load round and the server's CPU microseconds per request in its measured phase."""
+    summary = load(url, body, [pid])
+    return summary, summary["cpu_seconds"][str(pid)] / summary["requests"] * 1e6
 
 
 def compare(log_level: str) -> float:

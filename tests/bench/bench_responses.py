@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +40,6 @@ import httpx
 import orjson
 import uvloop
 
-from tests.bench.bench_api import cpu_seconds
 from tests.bench.bench_http_tool import p50, p95
 from tests.bench.chat_peers import LONG_DELTAS, SECRET, TOOL_NAME
 from tests.bench.load import exchange, make_target
@@ -432,13 +431,15 @@ async def long_answer(peers: Peers) -> None:
 # --- 3. under load ------------------------------------------------------------------------
 
 
-def load(url: str, body: str) -> dict[str, Any]:
-    """Run the load generator process against `url` and read its summary."""
+def load(url: str, body: str, pids: Sequence[int]) -> dict[str, Any]:
+    """Run the load generator process against `url` and read its summary (with the CPU
+    that `pids` spent in its measured phase)."""
     completed = subprocess.run(
         [
             *(sys.executable, "-m", "tests.bench.load", url, "--body", body),
             *("--concurrency", str(CONCURRENCY), "--warmup", str(LOAD_WARMUP)),
             *("--seconds", str(LOAD_SECONDS)),
+            *(f"--pid={pid}" for pid in pids),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -455,10 +456,10 @@ def measure_load(
     name: str, url: str, body: str, servers: Mapping[str, subprocess.Popen[bytes]]
 ) -> float:
     """One load round, printed with each server's CPU microseconds per request; its req/s."""
-    before = {server: cpu_seconds(process.pid) for server, process in servers.items()}
-    summary = load(url, body)
+    summary = load(url, body, [process.pid for process in servers.values()])
+    spent = summary["cpu_seconds"]
     cpu = ", ".join(
-        f"{server} {(cpu_seconds(process.pid) - before[server]) / summary['requests'] * 1e6:4.0f}"
+        f"{server} {spent[str(process.pid)] / summary['requests'] * 1e6:4.0f}"
         for server, process in servers.items()
     )
     print(

@@ -2,7 +2,9 @@
 
 Raw asyncio streams on uvloop with a pre-encoded request, so the client spends far
 less CPU per request than the servers it measures (an httpx client would be the
-bottleneck against a bare uvicorn app). Prints one JSON object on stdout.
+bottleneck against a bare uvicorn app). Prints one JSON object on stdout; with `--pid`,
+it holds the CPU seconds each named process spent in the measured phase alone (the
+warm-up's excluded), read at the phase's bounds.
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import uvloop
 
-__all__ = ["LoadResult", "exchange", "make_target", "run_load"]
+__all__ = ["LoadResult", "cpu_seconds", "exchange", "make_target", "run_load"]
 
 
 @dataclass
@@ -104,14 +109,30 @@ async def _phase(target: Target, concurrency: int, seconds: float, limit: int) -
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run_load(
-    target: Target, *, concurrency: int, warmup: float, seconds: float, limit: int
+    target: Target,
+    *,
+    concurrency: int,
+    warmup: float,
+    seconds: float,
+    limit: int,
+    pids: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """A warm-up phase (discarded), then the measured phase, summarised."""
+    """A warm-up phase (discarded), then the measured phase, summarised; with the CPU
+    seconds each process of `pids` spent in the measured phase."""
     await _phase(target, concurrency, warmup, limit)
+    before = {pid: cpu_seconds(pid) for pid in pids}
     result = await _phase(target, concurrency, seconds, limit)
+    spent = {str(pid): cpu_seconds(pid) - before[pid] for pid in pids}
     latencies = sorted(result.latencies)
     return {
+        "cpu_seconds": spent,
         "requests": result.requests,
         "errors": result.errors,
         "seconds": result.seconds,
@@ -130,6 +151,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--limit", type=int, default=500_000, help="requests per phase")
+    parser.add_argument(
+        "--pid", type=int, action="append", default=[], help="a process whose CPU to report"
+    )
     args = parser.parse_args()
     target = make_target(args.url, args.body)
     summary = uvloop.run(
@@ -139,6 +163,7 @@ def main() -> None:
             warmup=args.warmup,
             seconds=args.seconds,
             limit=args.limit,
+            pids=args.pid,
         )
     )
     print(json.dumps(summary))

@@ -16,14 +16,13 @@ from sidecar.tracing.spans import Span, SpanKind, Value
 
 __all__ = ["Encoder"]
 
-_FIXED64 = struct.Struct("<Q").pack
 _DOUBLE = struct.Struct("<d").pack
 _FIXED32 = struct.Struct("<I").pack
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 # Span.flags: the sampled trace flag, "whether the parent is remote is known" (0x100),
 # and "the parent is remote" (0x200).
-_LOCAL_PARENT_FLAGS = _FIXED32(0x101)
-_REMOTE_PARENT_FLAGS = _FIXED32(0x301)
+_LOCAL_PARENT_FLAGS = b"\x85\x01" + _FIXED32(0x101)  # Span.flags, tag included
+_REMOTE_PARENT_FLAGS = b"\x85\x01" + _FIXED32(0x301)
 
 
 _ONE_BYTE = tuple(bytes((number,)) for number in range(0x80))
@@ -66,11 +65,21 @@ def _key_value(key: str, value: Value) -> bytes:
     return _field(b"\x0a", key.encode("utf-8", "replace")) + _field(b"\x12", _any_value(value))
 
 
+_STRING = b"\x0a"  # AnyValue.string_value
+
+
 @lru_cache(maxsize=4096, typed=True)
 def _attribute(key: str, value: str | bool | int | float) -> bytes:
     """Span.attributes (field 9), one entry of a single value; lists are not hashable
     and take `_uncached_attribute`."""
-    return _field(b"\x4a", _key_value(key, value))
+    if value.__class__ is str:  # the common case, without the general path's calls
+        text = value.encode("utf-8", "replace")
+        payload = _STRING + _varint(len(text)) + text
+    else:
+        payload = _any_value(value)
+    name = key.encode("utf-8", "replace")
+    entry = b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(payload)) + payload
+    return b"\x4a" + _varint(len(entry)) + entry
 
 
 def _uncached_attribute(key: str, value: Value) -> bytes:
@@ -78,39 +87,39 @@ def _uncached_attribute(key: str, value: Value) -> bytes:
 
 
 _KINDS = {kind: b"\x30" + bytes((int(kind),)) for kind in SpanKind}
+_LOW_64 = (1 << 64) - 1
+# Span.trace_id (field 1, 16 bytes) and span_id (2, 8 bytes), tags included; then
+# parent_span_id (4, 8 bytes); then start and end times (7 and 8, fixed64).
+_IDS = struct.Struct(">HQQHQ").pack
+_PARENT = struct.Struct(">HQ").pack
+_TIMES = struct.Struct("<BQBQ").pack
+
+
+@lru_cache(maxsize=1024)
+def _name_and_kind(name: str, kind: int) -> bytes:
+    """Span.name (field 5) and Span.kind (6): a few names repeat from call to call."""
+    encoded = name.encode("utf-8", "replace")
+    return b"\x2a" + _varint(len(encoded)) + encoded + _KINDS[SpanKind(kind)]
 
 
 def _span(span: Span) -> bytes:
-    name = span.name.encode("utf-8", "replace")
+    trace_id = span.trace_id
     parts = [
-        b"\x0a\x10",
-        span.trace_id.to_bytes(16, "big"),
-        b"\x12\x08",
-        span.span_id.to_bytes(8, "big"),
+        _IDS(0x0A10, trace_id >> 64, trace_id & _LOW_64, 0x1208, span.span_id),
+        _field(b"\x1a", span.trace_state.encode()) if span.trace_state else b"",
+        _PARENT(0x2208, span.parent_span_id) if span.parent_span_id else b"",
+        _name_and_kind(span.name, span.kind),
+        _TIMES(0x39, span.start_ns, 0x41, span.end_ns),
     ]
-    if span.trace_state:
-        parts.append(_field(b"\x1a", span.trace_state.encode()))
-    if span.parent_span_id:
-        parts += (b"\x22\x08", span.parent_span_id.to_bytes(8, "big"))
-    parts += (
-        b"\x2a",
-        _varint(len(name)),
-        name,
-        _KINDS[span.kind],
-        b"\x39",
-        _FIXED64(span.start_ns),
-        b"\x41",
-        _FIXED64(span.end_ns),
-    )
     attributes = span.attributes
     try:
-        parts += list(map(_attribute, attributes, attributes.values()))
+        parts += list(map(_attribute, attributes, attributes.values()))  # whole, or none
     except TypeError:  # a list among the values
         parts += [_uncached_attribute(key, value) for key, value in attributes.items()]
     if span.status_code:
         status = _field(b"\x12", span.status_message.encode("utf-8", "replace"))
         parts.append(_field(b"\x7a", status + b"\x18" + bytes((int(span.status_code),))))
-    parts += (b"\x85\x01", _REMOTE_PARENT_FLAGS if span.parent_remote else _LOCAL_PARENT_FLAGS)
+    parts.append(_REMOTE_PARENT_FLAGS if span.parent_remote else _LOCAL_PARENT_FLAGS)
     body = b"".join(parts)
     return b"\x12" + _varint(len(body)) + body  # ScopeSpans.spans
 

@@ -360,6 +360,7 @@ def test_the_encoding_is_otlp_as_the_official_classes_read_it() -> None:
     assert child.kind == 3
     assert child.trace_state == "v=1"
     values = {kv.key: kv.value for kv in child.attributes}
+    assert len(values) == len(child.attributes), "an attribute written twice"
     assert values["text"].string_value == "häll\u00f6"
     assert values["flag"].bool_value is True
     assert values["count"].int_value == 200

@@ -9,7 +9,10 @@ measures, each against its baseline in the same run:
 - per span: recording and encoding a span with the service's recorder and with the
   OpenTelemetry SDK (its tracer, batch processor and OTLP encoder);
 - in-process, no server: microseconds of CPU per request straight into the ASGI app
-  (the export included);
+  (the export included), apps with tracing off, on for every request, 10% sampled and
+  on with nothing sampled side by side in one process, chunks of calls alternating
+  between them (the steadiest of the measures: a second app with tracing off shows its
+  noise);
 - three `sidecar serve` processes (off, every request, 10% sampled) under the same load,
   rounds alternating: requests per second and the server's CPU per request.
 
@@ -25,7 +28,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 
 import anyio
@@ -50,7 +53,17 @@ ROUNDS = 5
 TARGET = 1.10
 LOG_LEVEL = "warning"
 SPANS = 20_000
-IN_PROCESS_CALLS = 3000
+IN_PROCESS_CHUNKS = 30
+CHUNK_CALLS = 300
+SAMPLED = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+# Per app in the process: the OTEL_* variables beside the endpoint (None: tracing off).
+IN_PROCESS_SETTINGS: dict[str, dict[str, str] | None] = {
+    "off": None,
+    "every request": {},
+    "10% sampled": SAMPLED,
+    "none sampled (always_off)": {"OTEL_TRACES_SAMPLER": "always_off"},
+    "off, a second app": None,
+}
 # What a tool call's span carries.
 ATTRIBUTES = {
     "gen_ai.operation.name": "execute_tool",
@@ -131,45 +144,68 @@ def otel_env(endpoint: str) -> dict[str, str]:
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
 
 
-async def in_process(endpoint: str) -> tuple[float, float]:
-    """CPU microseconds per request, the export's included: tracing off, then on."""
+async def in_process(endpoint: str) -> dict[str, tuple[float, float]]:
+    """Per setting, the median CPU microseconds per request straight into the ASGI app
+    (the export included) and the median ratio to off. Every app runs in this one
+    process, on one loop, in chunks of calls that alternate between them, so that all
+    see the same machine; a second app with tracing off shows the noise."""
     configure_logging(LOG_LEVEL, "json")
-    spent: list[float] = []
-    for env in ({}, otel_env(endpoint)):
-        os.environ.update(env)
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                settings = Settings(
-                    state_dir=Path(tmp), manifests_dir=Path(tmp), log_level=LOG_LEVEL
-                )
-                app = create_app(settings)
-                async with app.router.lifespan_context(app):
-                    spent.append(await cpu_per_request(app))
-        finally:
-            for name in env:
+    async with contextlib.AsyncExitStack() as stack:
+        apps = {}
+        for name, env in IN_PROCESS_SETTINGS.items():
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            apps[name] = await stack.enter_async_context(_started_app(workdir, env, endpoint))
+        for app in apps.values():
+            await _chunk_cpu(app)  # the warm-up
+        spent: dict[str, list[float]] = {name: [] for name in apps}
+        for _ in range(IN_PROCESS_CHUNKS):
+            for name, app in apps.items():
+                spent[name].append(await _chunk_cpu(app))
+    return {
+        name: (
+            statistics.median(chunks),
+            statistics.median(c / o for c, o in zip(chunks, spent["off"], strict=True)),
+        )
+        for name, chunks in spent.items()
+    }
+
+
+@contextlib.asynccontextmanager
+async def _started_app(
+    workdir: Path, env: dict[str, str] | None, endpoint: str
+) -> AsyncIterator[ASGIApp]:
+    """The service's app, started with tracing as `env` sets it (None: off)."""
+    traced = {} if env is None else {**otel_env(endpoint), **env}
+    os.environ.update(traced)
+    try:
+        settings = Settings(state_dir=workdir, manifests_dir=workdir, log_level=LOG_LEVEL)
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            for name in traced:  # read at the start: the next app starts with its own
                 os.environ.pop(name)
-    return spent[0], spent[1]
+            traced = {}
+            yield app
+    finally:
+        for name in traced:
+            os.environ.pop(name)
 
 
-async def cpu_per_request(app: ASGIApp) -> float:
-    for _ in range(IN_PROCESS_CALLS // 10):
-        await post_in_process(app, "/v1/tools/execute", BODY.encode())
+async def _chunk_cpu(app: ASGIApp) -> float:
+    """CPU microseconds per request over one chunk of calls."""
     started = time.process_time()
-    for _ in range(IN_PROCESS_CALLS):
+    for _ in range(CHUNK_CALLS):
         await post_in_process(app, "/v1/tools/execute", BODY.encode())
         await anyio.sleep(0)  # a served request waits on its socket: the loop runs between
-    await anyio.sleep(0.5)  # the export of the last spans, on its thread
-    return (time.process_time() - started) / IN_PROCESS_CALLS * 1e6
+    return (time.process_time() - started) / CHUNK_CALLS * 1e6
 
 
 def servers(endpoint: str, call: str) -> dict[str, tuple[float, float]]:
     """Per traced setting, the median ratios (to off) of req/s and of CPU per request."""
     quiet = {"SIDECAR_LOG_LEVEL": LOG_LEVEL}
-    sampled = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
     settings = {
         "off": quiet,
         "on, every request": {**quiet, **otel_env(endpoint)},
-        "on, 10% sampled": {**quiet, **otel_env(endpoint), **sampled},
+        "on, 10% sampled": {**quiet, **otel_env(endpoint), **SAMPLED},
     }
     ratios: dict[str, list[tuple[float, float]]] = {name: [] for name in settings}
     with contextlib.ExitStack() as stack:
@@ -224,11 +260,12 @@ def main() -> None:
         f" encode x{own_encode / sdk_encode:.3f}"
     )
     with serve_trace_sink() as endpoint:
-        off_us, on_us = anyio.run(in_process, endpoint, backend_options={"use_uvloop": True})
-        print(
-            f"in-process, no server: off {off_us:.0f} us, on {on_us:.0f} us CPU per request"
-            f" (x{on_us / off_us:.3f})"
-        )
+        chunks = anyio.run(in_process, endpoint, backend_options={"use_uvloop": True})
+        for name, (cpu_us, ratio) in chunks.items():
+            print(
+                f"in-process, no server, tracing {name}: {cpu_us:.1f} us CPU per request,"
+                f" x{ratio:.3f} of off (median of {IN_PROCESS_CHUNKS} chunks of {CHUNK_CALLS})"
+            )
         results = {}
         for call in ("current_date", "an HTTP tool"):
             print(f"{call}:")

@@ -45,6 +45,7 @@ from sidecar.tracing import Span, Tracing
 from sidecar.tracing.otlp import Encoder
 from tests.bench.bench_api import BODY, post_in_process, row
 from tests.bench.bench_api import measure as measure_round
+from tests.bench.peers import serve_bare
 from tests.support.otlp_sink import serve_trace_sink, sink_stats
 from tests.support.sidecar_process import RunningSidecar, run_sidecar
 from tests.support.upstream import RecordingUpstream, serve_recording_upstream
@@ -55,6 +56,8 @@ LOG_LEVEL = "warning"
 SPANS = 20_000
 IN_PROCESS_CHUNKS = 30
 CHUNK_CALLS = 300
+HTTP_CHUNK_CALLS = 60
+ECHO_CALL = json.dumps({"tool": {"type": "orq:http", "key": "bench_echo"}, "arguments": {}})
 SAMPLED = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
 # Per app in the process: the OTEL_* variables beside the endpoint (None: tracing off).
 IN_PROCESS_SETTINGS: dict[str, dict[str, str] | None] = {
@@ -144,23 +147,30 @@ def otel_env(endpoint: str) -> dict[str, str]:
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
 
 
-async def in_process(endpoint: str) -> dict[str, tuple[float, float]]:
+async def in_process(endpoint: str, upstream_url: str | None) -> dict[str, tuple[float, float]]:
     """Per setting, the median CPU microseconds per request straight into the ASGI app
-    (the export included) and the median ratio to off. Every app runs in this one
-    process, on one loop, in chunks of calls that alternate between them, so that all
-    see the same machine; a second app with tracing off shows the noise."""
+    (the export included) and the median ratio to off: `current_date`, or an HTTP tool
+    against `upstream_url`. Every app runs in this one process, on one loop, in chunks of
+    calls that alternate between them, so that all see the same machine; a second app
+    with tracing off shows the noise."""
     configure_logging(LOG_LEVEL, "json")
+    body, calls = BODY, CHUNK_CALLS
     async with contextlib.AsyncExitStack() as stack:
         apps = {}
         for name, env in IN_PROCESS_SETTINGS.items():
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            apps[name] = await stack.enter_async_context(_started_app(workdir, env, endpoint))
+            app = await stack.enter_async_context(_started_app(workdir, env, endpoint))
+            if upstream_url is not None:
+                tool = json.dumps(echo_tool(upstream_url)).encode()
+                await post_in_process(app, "/v2/tools", tool)
+                body, calls = ECHO_CALL, HTTP_CHUNK_CALLS
+            apps[name] = app
         for app in apps.values():
-            await _chunk_cpu(app)  # the warm-up
+            await _chunk_cpu(app, body, calls)  # the warm-up
         spent: dict[str, list[float]] = {name: [] for name in apps}
         for _ in range(IN_PROCESS_CHUNKS):
             for name, app in apps.items():
-                spent[name].append(await _chunk_cpu(app))
+                spent[name].append(await _chunk_cpu(app, body, calls))
     return {
         name: (
             statistics.median(chunks),
@@ -178,7 +188,12 @@ async def _started_app(
     traced = {} if env is None else {**otel_env(endpoint), **env}
     os.environ.update(traced)
     try:
-        settings = Settings(state_dir=workdir, manifests_dir=workdir, log_level=LOG_LEVEL)
+        settings = Settings(
+            state_dir=workdir,
+            manifests_dir=workdir,
+            log_level=LOG_LEVEL,
+            outbound_allow="127.0.0.1",  # parsed as the variable is
+        )
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             for name in traced:  # read at the start: the next app starts with its own
@@ -190,13 +205,13 @@ async def _started_app(
             os.environ.pop(name)
 
 
-async def _chunk_cpu(app: ASGIApp) -> float:
-    """CPU microseconds per request over one chunk of calls."""
+async def _chunk_cpu(app: ASGIApp, body: str, calls: int) -> float:
+    """CPU microseconds per request over one chunk of `calls` calls."""
     started = time.process_time()
-    for _ in range(CHUNK_CALLS):
-        await post_in_process(app, "/v1/tools/execute", BODY.encode())
+    for _ in range(calls):
+        await post_in_process(app, "/v1/tools/execute", body.encode())
         await anyio.sleep(0)  # a served request waits on its socket: the loop runs between
-    return (time.process_time() - started) / CHUNK_CALLS * 1e6
+    return (time.process_time() - started) / calls * 1e6
 
 
 def servers(endpoint: str, call: str) -> dict[str, tuple[float, float]]:
@@ -235,18 +250,23 @@ def servers(endpoint: str, call: str) -> dict[str, tuple[float, float]]:
     }
 
 
-def register_echo(servers: Iterable[RunningSidecar], upstream: RecordingUpstream) -> str:
-    """An HTTP tool on each server; the body of a call of it."""
-    tool = {
+def echo_tool(upstream_url: str) -> dict[str, object]:
+    """An HTTP tool that GETs the upstream's `/hello`."""
+    return {
         "type": "http",
         "key": "bench_echo",
         "description": "Echo",
-        "http": {"blueprint": {"url": upstream.base_url + "/hello"}, "arguments": {}},
+        "http": {"blueprint": {"url": upstream_url + "/hello"}, "arguments": {}},
     }
+
+
+def register_echo(servers: Iterable[RunningSidecar], upstream: RecordingUpstream) -> str:
+    """An HTTP tool on each server; the body of a call of it."""
     for server in servers:
+        tool = echo_tool(upstream.base_url)
         created = httpx.post(f"{server.base_url}/v2/tools", json=tool, timeout=30)
         assert created.status_code == 200, created.text
-    return json.dumps({"tool": {"type": "orq:http", "key": "bench_echo"}, "arguments": {}})
+    return ECHO_CALL
 
 
 def main() -> None:
@@ -259,13 +279,18 @@ def main() -> None:
         f"per span, service / SDK: record x{own_record / sdk_record:.3f},"
         f" encode x{own_encode / sdk_encode:.3f}"
     )
-    with serve_trace_sink() as endpoint:
-        chunks = anyio.run(in_process, endpoint, backend_options={"use_uvloop": True})
-        for name, (cpu_us, ratio) in chunks.items():
-            print(
-                f"in-process, no server, tracing {name}: {cpu_us:.1f} us CPU per request,"
-                f" x{ratio:.3f} of off (median of {IN_PROCESS_CHUNKS} chunks of {CHUNK_CALLS})"
+    with serve_trace_sink() as endpoint, serve_bare() as upstream:
+        for call, upstream_url in (("current_date", None), ("an HTTP tool", upstream.base_url)):
+            chunks = anyio.run(
+                in_process, endpoint, upstream_url, backend_options={"use_uvloop": True}
             )
+            for name, (cpu_us, ratio) in chunks.items():
+                verdict = "target met" if ratio <= TARGET else "TARGET MISSED"
+                verdict = "" if name.startswith("off") else f" (target <= {TARGET:.2f}): {verdict}"
+                print(
+                    f"in-process, {call}, tracing {name}: {cpu_us:.1f} us CPU per request,"
+                    f" x{ratio:.3f} of off, median of {IN_PROCESS_CHUNKS} chunks{verdict}"
+                )
         results = {}
         for call in ("current_date", "an HTTP tool"):
             print(f"{call}:")

@@ -9,11 +9,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 import yaml
 
 from tests.support.fake_providers import FakeProvider, Status, Text
+from tests.support.mcp_face import http_client, result_json
 from tests.support.mcp_process import stdio_command
 from tests.support.otlp import ReceivedSpan, TraceReceiver, serve_trace_receiver
 from tests.support.secrets import assert_no_secret
@@ -131,6 +133,33 @@ def test_a_tool_call_is_traced_under_the_callers_traceparent(
     }
     for text in (receiver.raw(), answer.text, sidecar.logs()):
         assert_no_secret(text, NAME_SECRET)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("mode", "trace_id"),
+    [("legacy", "5" * 32), ("auto", "6" * 32)],  # the 2025 revision, then the 2026 one
+)
+async def test_a_tool_called_over_mcp_is_a_child_of_the_request_that_carried_it(
+    sidecar: RunningSidecar, receiver: TraceReceiver, mode: str, trace_id: str
+) -> None:
+    traceparent = {"traceparent": f"00-{trace_id}-{CALLER_SPAN}-01"}
+    async with http_client(
+        f"{sidecar.base_url}/mcp", key=None, mode=mode, headers=traceparent
+    ) as client:
+        for _ in range(3):
+            assert "currentDate" in result_json(await client.call_tool("current_date", {}))
+    tools = _spans(receiver, "execute_tool current_date", trace_id, count=3)
+    deadline = time.monotonic() + 20
+    while True:  # a request's span ends, and is exported, after its tool's
+        requests = {span.span_id: span for span in receiver.named("POST /mcp")}
+        parents = [requests.get(tool.parent_span_id) for tool in tools]
+        if all(parents) or time.monotonic() > deadline:
+            break
+        await anyio.sleep(0.05)
+    # Each call is under its own request, not under the one that opened the session.
+    assert all(parent is not None and parent.trace_id == trace_id for parent in parents)
+    assert len({tool.parent_span_id for tool in tools}) == 3
 
 
 def test_a_model_turn_is_traced_with_the_genai_attributes_and_counted(

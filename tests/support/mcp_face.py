@@ -130,11 +130,16 @@ def prepare_respond_workdir(
 
 @asynccontextmanager
 async def http_client(
-    url: str, *, key: str | None, mode: str, **options: Any
+    url: str,
+    *,
+    key: str | None,
+    mode: str,
+    headers: dict[str, str] | None = None,
+    **options: Any,
 ) -> AsyncIterator[Client]:
-    """An MCP client of `url` over Streamable HTTP, sending `key` as a bearer token;
-    `options` go to the `Client` (callbacks)."""
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    """An MCP client of `url` over Streamable HTTP, sending `key` as a bearer token and
+    `headers` on every request; `options` go to the `Client` (callbacks)."""
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {key}"} if key else {})}
     timeout = httpx2.Timeout(30, read=60)
     async with (
         httpx2.AsyncClient(headers=headers, timeout=timeout) as http,

@@ -154,17 +154,15 @@ async def in_process(endpoint: str, upstream_url: str | None) -> dict[str, tuple
     calls that alternate between them, so that all see the same machine; a second app
     with tracing off shows the noise."""
     configure_logging(LOG_LEVEL, "json")
-    body, calls = BODY, CHUNK_CALLS
+    body, calls = (BODY, CHUNK_CALLS) if upstream_url is None else (ECHO_CALL, HTTP_CHUNK_CALLS)
     async with contextlib.AsyncExitStack() as stack:
         apps = {}
         for name, env in IN_PROCESS_SETTINGS.items():
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            app = await stack.enter_async_context(_started_app(workdir, env, endpoint))
+            apps[name] = await stack.enter_async_context(_started_app(workdir, env, endpoint))
             if upstream_url is not None:
                 tool = json.dumps(echo_tool(upstream_url)).encode()
-                await post_in_process(app, "/v2/tools", tool)
-                body, calls = ECHO_CALL, HTTP_CHUNK_CALLS
-            apps[name] = app
+                await post_in_process(apps[name], "/v2/tools", tool)
         for app in apps.values():
             await _chunk_cpu(app, body, calls)  # the warm-up
         spent: dict[str, list[float]] = {name: [] for name in apps}
@@ -196,13 +194,15 @@ async def _started_app(
         )
         app = create_app(settings)
         async with app.router.lifespan_context(app):
-            for name in traced:  # read at the start: the next app starts with its own
-                os.environ.pop(name)
-            traced = {}
+            _unset(traced)  # read at the start: the next app starts with its own
             yield app
     finally:
-        for name in traced:
-            os.environ.pop(name)
+        _unset(traced)
+
+
+def _unset(variables: dict[str, str]) -> None:
+    for name in variables:
+        os.environ.pop(name, None)
 
 
 async def _chunk_cpu(app: ASGIApp, body: str, calls: int) -> float:

@@ -139,10 +139,10 @@ async def http_client(
 ) -> AsyncIterator[Client]:
     """An MCP client of `url` over Streamable HTTP, sending `key` as a bearer token and
     `headers` on every request; `options` go to the `Client` (callbacks)."""
-    headers = {**(headers or {}), **({"Authorization": f"Bearer {key}"} if key else {})}
+    sent = {**(headers or {}), **({"Authorization": f"Bearer {key}"} if key else {})}
     timeout = httpx2.Timeout(30, read=60)
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        httpx2.AsyncClient(headers=sent, timeout=timeout) as http,
         Client(streamable_http_client(url, http_client=http), mode=mode, **options) as client,
     ):
         yield client

@@ -23,7 +23,7 @@ from sidecar.limits import RequestLimits
 from sidecar.logs import bind_request_id, get_logger, info_enabled
 from sidecar.metrics import Metrics
 from sidecar.shutdown import Drain
-from sidecar.tracing import NO_TRACING, Tracing, Value
+from sidecar.tracing import NO_TRACING, Tracing, mark_unsampled, restore_span
 
 __all__ = ["EdgeMiddleware"]
 
@@ -59,22 +59,28 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        headers: dict[bytes, bytes] = dict(scope["headers"])  # the last of a repeated one
         if not self._tracing.enabled:
-            await self._handle(scope, receive, send)
+            await self._handle(scope, receive, send, headers)
             return
         method = scope["method"]
-        parent: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            if name == b"traceparent" or name == b"tracestate":
-                parent[name.decode()] = value.decode("latin-1")
-
-        def attributes() -> dict[str, Value]:
-            return {"http.request.method": method, "url.path": scope["path"]}
-
-        with self._tracing.server_span(method, parent, attributes) as span:
-            status = await self._handle(scope, receive, send)
-            if not span.sampled:
-                return
+        traceparent = headers.get(b"traceparent")
+        tracestate = headers.get(b"tracestate")
+        span = self._tracing.request_span(
+            method,
+            None if traceparent is None else traceparent.decode("latin-1"),
+            None if tracestate is None else tracestate.decode("latin-1"),
+        )
+        if span is None:  # not sampled: nothing under it records either
+            token = mark_unsampled()
+            try:
+                await self._handle(scope, receive, send, headers)
+            finally:
+                restore_span(token)
+            return
+        span.set_all({"http.request.method": method, "url.path": scope["path"]})
+        with span:
+            status = await self._handle(scope, receive, send, headers)
             route = scope.get("route")
             if isinstance(route, BaseRoute) and hasattr(route, "path"):
                 span.set("http.route", route.path)
@@ -83,10 +89,14 @@ class EdgeMiddleware:
             if status >= 500:
                 span.fail(str(status))
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]
+    ) -> int:
         """Answer one HTTP request; its status code."""
         started = time.perf_counter()
-        offered, authorization, length = _edge_headers(scope)
+        offered = headers.get(b"x-request-id")
+        authorization = headers.get(b"authorization")
+        length = headers.get(b"content-length")
         request_id = _request_id(offered)
         bind_request_id(request_id)
         id_header = (b"x-request-id", request_id.encode())
@@ -186,19 +196,6 @@ class EdgeMiddleware:
             return message
 
         return limited
-
-
-def _edge_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None]:
-    """The request id, authorization and content-length headers, in one pass."""
-    offered = authorization = length = None
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            offered = value
-        elif name == b"authorization":
-            authorization = value
-        elif name == b"content-length":
-            length = value
-    return offered, authorization, length
 
 
 def _request_id(offered: bytes | None) -> str:

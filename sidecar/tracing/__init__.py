@@ -8,6 +8,7 @@ variables ask for it.
                                         OTEL_TRACES_EXPORTER=none
     tracing.span(name, ...)             a span of the current context (a `with` block)
     tracing.server_span(name, headers)  a request's span, child of its `traceparent`
+    tracing.request_span(name, ...)     the same without a `with` block (the HTTP edge)
     tracing.start(name, ...)            a span that is not made current (a stream's)
 
 The other standard variables are honoured as the OpenTelemetry SDKs do:
@@ -25,7 +26,7 @@ recorded as their type and redacted message, never as a traceback.
 """
 
 from sidecar.tracing.settings import TracingSettingsError
-from sidecar.tracing.spans import Span, SpanKind, Value
+from sidecar.tracing.spans import Span, SpanKind, Value, mark_unsampled, restore_span
 from sidecar.tracing.tracer import NO_TRACING, Tracing, exporter_from_environment
 
 __all__ = [
@@ -36,4 +37,6 @@ __all__ = [
     "TracingSettingsError",
     "Value",
     "exporter_from_environment",
+    "mark_unsampled",
+    "restore_span",
 ]

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar, Token
 from enum import IntEnum
+from functools import partial
 from types import TracebackType
 from typing import Literal, Protocol
 
@@ -30,9 +31,11 @@ __all__ = [
     "Unsampled",
     "Value",
     "current_span",
+    "mark_unsampled",
     "new_span",
     "redacted",
     "remote_parent",
+    "restore_span",
 ]
 
 Value = str | bool | int | float | Sequence[str] | Sequence[int] | Sequence[float]
@@ -195,6 +198,10 @@ class _NoSpan(Span):
 NO_SPAN = _NoSpan()
 _CURRENT: ContextVar[Span | None] = ContextVar("sidecar_span", default=None)
 current_span = _CURRENT.get
+# `Unsampled` without its `with` block, where every request pays for it (the HTTP edge):
+# `token = mark_unsampled()`, then `restore_span(token)` when the work is done.
+mark_unsampled: Callable[[], Token[Span | None]] = partial(_CURRENT.set, NO_SPAN)
+restore_span = _CURRENT.reset
 
 
 class Unsampled:
@@ -252,9 +259,9 @@ def new_span(
     return span
 
 
-def remote_parent(headers: Mapping[str, str]) -> Span | None:
-    """The caller's span, as its W3C `traceparent` (and `tracestate`) describe it."""
-    found = _TRACEPARENT.fullmatch(headers.get("traceparent", "").strip().lower())
+def remote_parent(traceparent: str, tracestate: str | None) -> Span | None:
+    """The caller's span, as its W3C `traceparent` (and `tracestate`) headers describe it."""
+    found = _TRACEPARENT.fullmatch(traceparent.strip().lower())
     if found is None:
         return None
     version, trace_hex, span_hex, flags_hex, rest = found.groups()
@@ -265,7 +272,7 @@ def remote_parent(headers: Mapping[str, str]) -> Span | None:
     parent = Span("", int(trace_hex, 16), int(span_hex, 16), 0, SpanKind.SERVER, None)
     parent.sampled = bool(int(flags_hex, 16) & 1)
     parent.remote = True
-    state = headers.get("tracestate", "").strip()
+    state = (tracestate or "").strip()
     if len(state) <= _TRACESTATE_CHARS and state.isascii() and state.isprintable():
         parent.trace_state = state
     return parent

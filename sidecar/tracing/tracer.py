@@ -77,9 +77,22 @@ class Tracing:
         """A request's span, a child of the caller's `traceparent` (W3C) when it sent one."""
         if self._batch is None:
             return NO_SPAN
-        parent = remote_parent(headers) if headers else None
-        span = new_span(name, attributes, SpanKind.SERVER, parent, self._sample, self._batch)
-        return Unsampled() if span is None else span
+        span = self.request_span(name, headers.get("traceparent"), headers.get("tracestate"))
+        if span is None:
+            return Unsampled()
+        span.set_all(attributes)
+        return span
+
+    def request_span(
+        self, name: str, traceparent: str | None, tracestate: str | None
+    ) -> Span | None:
+        """`server_span` without its `with` block, for the HTTP edge, which runs it for
+        every request: None when tracing is off or the trace is not sampled. The caller
+        makes the span current, or `NO_SPAN` in place of None (`mark_unsampled`)."""
+        if self._batch is None:
+            return None
+        parent = None if traceparent is None else remote_parent(traceparent, tracestate)
+        return new_span(name, None, SpanKind.SERVER, parent, self._sample, self._batch)
 
     def start(
         self,

@@ -135,6 +135,39 @@ def test_a_tool_call_is_traced_under_the_callers_traceparent(
         assert_no_secret(text, NAME_SECRET)
 
 
+def test_a_caller_that_does_not_sample_its_trace_gets_no_span_and_the_next_one_does(
+    sidecar: RunningSidecar, receiver: TraceReceiver
+) -> None:
+    unsampled, sampled = "7" * 32, "8" * 32
+    call = {
+        "tool": {"type": "mcp", "key": "local", "tool_id": "whoami"},
+        "arguments": {},
+        "variables": {"NAME": {"secret": True, "value": NAME_SECRET}},
+    }
+    with httpx.Client(base_url=sidecar.base_url, timeout=60) as client:  # one connection
+        for trace_id, flags in ((unsampled, "00"), (sampled, "01"), (unsampled, "00")):
+            traceparent = {"traceparent": f"00-{trace_id}-{CALLER_SPAN}-{flags}"}
+            answer = client.post("/v1/tools/execute", headers=traceparent, json=call)
+            assert answer.status_code == 200, answer.text
+        # Without a traceparent, after requests not sampled, a request starts its own trace.
+        assert client.get("/v2/tools").status_code == 200
+    request = _one(receiver, "POST /v1/tools/execute", sampled)
+    assert _one(receiver, "execute_tool whoami", sampled)["parent_span_id"] == request["span_id"]
+    assert _one(receiver, "tools/call whoami", sampled)
+    deadline = time.monotonic() + 20
+    while not receiver.named("GET /v2/tools") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (listing,) = receiver.named("GET /v2/tools")
+    assert listing.parent_span_id == ""
+    assert listing.trace_id not in (unsampled, sampled)
+    # The spans are exported in the order they end: the sampled ones came, the others not,
+    # not even as traces of their own.
+    assert [span.name for span in receiver.spans if span.trace_id == unsampled] == []
+    assert all(span.parent_span_id for span in receiver.named("execute_tool whoami"))
+    for text in (receiver.raw(), sidecar.logs()):
+        assert_no_secret(text, NAME_SECRET)
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("mode", "trace_id"),

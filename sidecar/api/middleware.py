@@ -83,9 +83,10 @@ class EdgeMiddleware:
             status = await self._handle(scope, receive, send, headers)
             route = scope.get("route")
             if isinstance(route, BaseRoute) and hasattr(route, "path"):
-                span.set("http.route", route.path)
+                span.set_all({"http.route": route.path, "http.response.status_code": status})
                 span.rename(f"{method} {route.path}")
-            span.set("http.response.status_code", status)
+            else:
+                span.set("http.response.status_code", status)
             if status >= 500:
                 span.fail(str(status))
 

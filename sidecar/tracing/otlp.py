@@ -17,12 +17,7 @@ from sidecar.tracing.spans import Span, SpanKind, Value
 __all__ = ["Encoder"]
 
 _DOUBLE = struct.Struct("<d").pack
-_FIXED32 = struct.Struct("<I").pack
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
-# Span.flags: the sampled trace flag, "whether the parent is remote is known" (0x100),
-# and "the parent is remote" (0x200).
-_LOCAL_PARENT_FLAGS = b"\x85\x01" + _FIXED32(0x101)  # Span.flags, tag included
-_REMOTE_PARENT_FLAGS = b"\x85\x01" + _FIXED32(0x301)
 
 
 _ONE_BYTE = tuple(bytes((number,)) for number in range(0x80))
@@ -66,33 +61,62 @@ def _key_value(key: str, value: Value) -> bytes:
 
 
 _STRING = b"\x0a"  # AnyValue.string_value
+_TEXTS_KEPT = 4096
+# The entries of text attributes, by (key, value): a dict, so that a hit costs one lookup
+# of the pair the attributes' items already are. Only texts: a number's pair would equal
+# another type's (1, 1.0 and True are equal keys, and differ on the wire).
+_texts: dict[tuple[str, Value], bytes] = {}
 
 
-@lru_cache(maxsize=4096, typed=True)
-def _attribute(key: str, value: str | bool | int | float) -> bytes:
-    """Span.attributes (field 9), one entry of a single value; lists are not hashable
-    and take `_uncached_attribute`."""
-    if value.__class__ is str:  # the common case, without the general path's calls
-        text = value.encode("utf-8", "replace")
-        payload = _STRING + _varint(len(text)) + text
-    else:
-        payload = _any_value(value)
+def _attributes(attributes: Mapping[str, Value]) -> list[bytes]:
+    """Span.attributes (field 9), one entry per attribute."""
+    encoded = []
+    for item in attributes.items():
+        key, value = item
+        if value.__class__ is str:
+            found = _texts.get(item)
+            if found is None:
+                found = _text_attribute(key, value)
+                if len(_texts) >= _TEXTS_KEPT:
+                    _texts.clear()
+                _texts[item] = found
+        elif isinstance(value, list | tuple):
+            found = _field(b"\x4a", _key_value(key, value))
+        else:
+            found = _number_attribute(key, value)
+        encoded.append(found)
+    return encoded
+
+
+def _text_attribute(key: str, value: str) -> bytes:
+    text = value.encode("utf-8", "replace")
+    return _entry(key, _STRING + _varint(len(text)) + text)
+
+
+@lru_cache(maxsize=1024, typed=True)
+def _number_attribute(key: str, value: bool | int | float) -> bytes:
+    return _entry(key, _any_value(value))
+
+
+def _entry(key: str, payload: bytes) -> bytes:
+    """A span's attribute: the `KeyValue` of `key` and an `AnyValue` payload."""
     name = key.encode("utf-8", "replace")
     entry = b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(payload)) + payload
     return b"\x4a" + _varint(len(entry)) + entry
 
 
-def _uncached_attribute(key: str, value: Value) -> bytes:
-    return _field(b"\x4a", _key_value(key, value))
-
-
-_KINDS = {kind: b"\x30" + bytes((int(kind),)) for kind in SpanKind}
 _LOW_64 = (1 << 64) - 1
-# Span.trace_id (field 1, 16 bytes) and span_id (2, 8 bytes), tags included; then
-# parent_span_id (4, 8 bytes); then start and end times (7 and 8, fixed64).
+# Span.trace_id (field 1, 16 bytes), span_id (2, 8 bytes) and parent_span_id (4, 8
+# bytes), tags included; then start and end times (7 and 8, fixed64) and flags (16,
+# fixed32). Protobuf takes fields in any order: these go first, in two calls.
 _IDS = struct.Struct(">HQQHQ").pack
-_PARENT = struct.Struct(">HQ").pack
-_TIMES = struct.Struct("<BQBQ").pack
+_IDS_AND_PARENT = struct.Struct(">HQQHQHQ").pack
+_TIMES_AND_FLAGS = struct.Struct("<BQBQHI").pack
+_FLAGS_TAG = 0x0185  # field 16, fixed32, as two little-endian bytes
+# Span.flags: the sampled trace flag, "whether the parent is remote is known" (0x100),
+# and "the parent is remote" (0x200).
+_LOCAL_PARENT_FLAGS, _REMOTE_PARENT_FLAGS = 0x101, 0x301
+_KINDS = {kind: b"\x30" + bytes((int(kind),)) for kind in SpanKind}
 
 
 @lru_cache(maxsize=1024)
@@ -103,24 +127,26 @@ def _name_and_kind(name: str, kind: int) -> bytes:
 
 
 def _span(span: Span) -> bytes:
-    trace_id = span.trace_id
-    parts = [
-        _IDS(0x0A10, trace_id >> 64, trace_id & _LOW_64, 0x1208, span.span_id),
-        _field(b"\x1a", span.trace_state.encode()) if span.trace_state else b"",
-        _PARENT(0x2208, span.parent_span_id) if span.parent_span_id else b"",
-        _name_and_kind(span.name, span.kind),
-        _TIMES(0x39, span.start_ns, 0x41, span.end_ns),
-    ]
-    attributes = span.attributes
-    try:
-        parts += list(map(_attribute, attributes, attributes.values()))  # whole, or none
-    except TypeError:  # a list among the values
-        parts += [_uncached_attribute(key, value) for key, value in attributes.items()]
+    trace_id, parent_span_id = span.trace_id, span.parent_span_id
+    if parent_span_id:
+        ids = _IDS_AND_PARENT(
+            0x0A10, trace_id >> 64, trace_id & _LOW_64, 0x1208, span.span_id, 0x2208, parent_span_id
+        )
+    else:
+        ids = _IDS(0x0A10, trace_id >> 64, trace_id & _LOW_64, 0x1208, span.span_id)
+    flags = _REMOTE_PARENT_FLAGS if span.parent_remote else _LOCAL_PARENT_FLAGS
+    body = b"".join(
+        [
+            ids,
+            _field(b"\x1a", span.trace_state.encode()) if span.trace_state else b"",
+            _name_and_kind(span.name, span.kind),
+            _TIMES_AND_FLAGS(0x39, span.start_ns, 0x41, span.end_ns, _FLAGS_TAG, flags),
+            *_attributes(span.attributes),
+        ]
+    )
     if span.status_code:
         status = _field(b"\x12", span.status_message.encode("utf-8", "replace"))
-        parts.append(_field(b"\x7a", status + b"\x18" + bytes((int(span.status_code),))))
-    parts.append(_REMOTE_PARENT_FLAGS if span.parent_remote else _LOCAL_PARENT_FLAGS)
-    body = b"".join(parts)
+        body += _field(b"\x7a", status + b"\x18" + bytes((int(span.status_code),)))
     return b"\x12" + _varint(len(body)) + body  # ScopeSpans.spans
 
 

@@ -99,17 +99,22 @@ class Span:
         name: str,
         trace_id: int,
         span_id: int,
-        parent_span_id: int,
+        parent: Span | None,
         kind: SpanKind,
         sink: SpanSink | None,
     ) -> None:
         self.name = name
         self.trace_id = trace_id
         self.span_id = span_id
-        self.parent_span_id = parent_span_id
-        self.parent_remote = False
-        self.remote = False  # the caller's span, read from its `traceparent`
-        self.trace_state = ""
+        if parent is None:
+            self.parent_span_id = 0
+            self.parent_remote = False
+            self.trace_state = ""
+        else:
+            self.parent_span_id = parent.span_id
+            self.parent_remote = parent.remote
+            self.trace_state = parent.trace_state
+        self.remote: bool = False  # the caller's span, read from its `traceparent`
         self.kind = kind
         self.sampled = sink is not None
         self._sink = sink
@@ -181,7 +186,7 @@ class _NoSpan(Span):
     __slots__ = ()
 
     def __init__(self) -> None:
-        super().__init__("", 0, 0, 0, SpanKind.INTERNAL, None)
+        super().__init__("", 0, 0, None, SpanKind.INTERNAL, None)
 
     def __enter__(self) -> Span:
         return self
@@ -235,25 +240,21 @@ def new_span(
     """A span under `parent` (a new trace without one) when `decide` samples it, else
     None: a span not sampled records nothing, and neither do its children (every
     sampler decides alike on one trace id, or follows the parent)."""
-    if parent is None:
-        trace_id = _random_bits(128) or 1
-        parent_span_id = 0
-    else:
-        trace_id = parent.trace_id
-        parent_span_id = parent.span_id
+    trace_id = (_random_bits(128) or 1) if parent is None else parent.trace_id
     if not decide(trace_id, parent):
         return None
+    text = name if isinstance(name, str) else name()
+    redactor = call_redactor()
+    if redactor is not None:
+        text = redactor.redact(text)
     span = Span(
-        _redacted_text(name if isinstance(name, str) else name(), call_redactor()),
+        text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS],
         trace_id,
         _random_bits(64) or 1,
-        parent_span_id,
+        parent,
         kind,
         sink,
     )
-    if parent is not None:
-        span.trace_state = parent.trace_state
-        span.parent_remote = parent.remote
     if attributes:
         span.set_all(attributes)
     return span
@@ -269,7 +270,7 @@ def remote_parent(traceparent: str, tracestate: str | None) -> Span | None:
         return None
     if not int(span_hex, 16):
         return None
-    parent = Span("", int(trace_hex, 16), int(span_hex, 16), 0, SpanKind.SERVER, None)
+    parent = Span("", int(trace_hex, 16), int(span_hex, 16), None, SpanKind.SERVER, None)
     parent.sampled = bool(int(flags_hex, 16) & 1)
     parent.remote = True
     state = (tracestate or "").strip()

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from sidecar.logs import configure_logging, redacting
 from sidecar.redaction import Redactor
-from sidecar.tracing import NO_TRACING, SpanKind, Tracing, TracingSettingsError
+from sidecar.tracing import NO_TRACING, SpanKind, Tracing, TracingSettingsError, Value
 from sidecar.tracing.export import ConsoleExporter, OtlpHttpExporter
 from sidecar.tracing.otlp import Encoder
 from sidecar.tracing.sampling import sampler_from_environment
@@ -376,6 +376,31 @@ def test_the_encoding_is_otlp_as_the_official_classes_read_it() -> None:
         original.start_ns,
         original.end_ns,
     )
+
+
+def test_a_value_keeps_its_type_on_the_wire_whatever_was_encoded_before() -> None:
+    """Equal values of different types (1, True, 1.0, "1") are different attributes."""
+    kept = Kept()
+    tracing = Tracing(kept, env={})
+    values: list[Value] = [1, True, 1.0, "1", "1", ("1", "2"), 1, True]
+    for number, value in enumerate(values):
+        with tracing.span(f"span {number}") as span:
+            span.set("same.key", value)
+    _close(tracing)
+    encoder = Encoder({"service.name": "svc"}, "orq-sidecar", "9.9")
+    request = ExportTraceServiceRequest.FromString(encoder.request(kept.spans))
+    decoded = {
+        span.name: span.attributes[0].value
+        for span in request.resource_spans[0].scope_spans[0].spans
+    }
+    read = [decoded[f"span {number}"] for number in range(len(values))]
+    assert [value.WhichOneof("value") for value in read] == [
+        "int_value", "bool_value", "double_value", "string_value", "string_value",
+        "array_value", "int_value", "bool_value",
+    ]  # fmt: skip
+    assert [read[0].int_value, read[1].bool_value, read[2].double_value] == [1, True, 1.0]
+    assert read[3].string_value == read[4].string_value == "1"
+    assert [item.string_value for item in read[5].array_value.values] == ["1", "2"]
 
 
 # The export

@@ -141,10 +141,16 @@ class BatchExport:
 
     async def _export_queued(self, *, retry: bool, all_of_it: bool) -> None:
         """Export the full batches queued; with `all_of_it` (the schedule is due, or the
-        service stops), the last one that is not full too."""
+        service stops), the spans queued at the call in batches that need not be full.
+
+        Spans queued while it exports wait for a full batch or the next schedule: were
+        they sent as they came, a batch would take the spans of one export's round trip,
+        one small batch after another for as long as calls keep coming."""
         queue, size = self._queue, self._settings.max_batch
-        while len(queue) >= size or (all_of_it and queue):
+        owed = len(queue) if all_of_it else 0
+        while len(queue) >= size or (owed > 0 and queue):
             batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+            owed -= len(batch)
             if self._redactor:
                 async for part in _in_slices(batch):
                     for span in part:

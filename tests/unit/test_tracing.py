@@ -526,6 +526,40 @@ async def test_a_full_batch_from_another_thread_goes_at_once_the_rest_on_schedul
     assert _names(bodies[1:]) == ["span 300"]
 
 
+class ArrivingDuringExport(Kept):
+    """An exporter during each of whose exports a call ends and records a span (as
+    calls do while a batch is on its way), keeping the size of each batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tracing = NO_TRACING
+        self.batches: list[int] = []
+
+    async def export(self, spans: Sequence[Span], deadline: float) -> None:
+        self.batches.append(len(spans))
+        await anyio.sleep(0.005)  # the round trip
+        with self.tracing.span("a call that ended meanwhile"):
+            pass
+        await super().export(spans, deadline)
+
+
+@pytest.mark.anyio
+async def test_spans_that_come_during_a_scheduled_export_wait_for_the_next_schedule() -> None:
+    exporter = ArrivingDuringExport()
+    tracing = Tracing(exporter, env={"OTEL_BSP_SCHEDULE_DELAY": "100"})
+    exporter.tracing = tracing
+    async with tracing.exporting():
+        for number in range(3):
+            with tracing.span(f"span {number}"):
+                pass
+        await anyio.sleep(0.35)  # three schedules at most
+    # One export a schedule (and one at the close), not one after another for as long
+    # as spans keep coming.
+    assert 2 <= len(exporter.batches) <= 5, exporter.batches
+    assert exporter.batches[0] == 3
+    assert set(exporter.batches[1:]) == {1}  # the span that came during the one before
+
+
 def test_the_console_shows_each_span_as_a_json_line(capsys: pytest.CaptureFixture[str]) -> None:
     env = {"OTEL_TRACES_EXPORTER": "console"}
     tracing = Tracing(exporter_from_environment(env), env=env)

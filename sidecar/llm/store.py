@@ -187,6 +187,8 @@ class ResponseStore(OpenedInBlock):
                     rows = [(i, created, text) for i, (created, text) in self._unwritten.items()]
                     await self._write(batch, rows)
             if self._closing:
+                if self._unwritten and batch.error is None:
+                    continue  # saved while that write ran, before the close: one more
                 if self._unwritten:  # what could not be written is lost: say how much
                     log.error("responses.unwritten_at_close", records=len(self._unwritten))
                 return

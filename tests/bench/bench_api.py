@@ -103,13 +103,19 @@ async def post_in_process(app: ASGIApp, path: str, body: bytes) -> None:
     }
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     statuses: list[int] = []
+    answered = anyio.Event()
 
     async def receive() -> Message:
-        return messages.pop() if messages else {"type": "http.disconnect"}
+        if messages:
+            return messages.pop()
+        await answered.wait()  # as a server does: the client is there until it has its answer
+        return {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
             statuses.append(message["status"])
+        elif message["type"] == "http.response.body" and not message.get("more_body"):
+            answered.set()
 
     await app(scope, receive, send)
     assert statuses == [200], statuses

@@ -124,7 +124,7 @@ class Peers:
 
 
 @contextmanager
-def _peer(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def peer(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     command = [sys.executable, "-m", "tests.bench.chat_peers", args[0], str(port), *args[1:]]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -139,7 +139,7 @@ def _peer(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
 @contextmanager
 def running_peers(workdir: Path) -> Iterator[Peers]:
     """Start the fake, the relay and the sidecar; stop them on exit."""
-    with _peer("fake") as (fake_url, fake), _peer("relay", f"{fake_url}/v1") as (relay_url, relay):
+    with peer("fake") as (fake_url, fake), peer("relay", f"{fake_url}/v1") as (relay_url, relay):
         providers = workdir / "providers.yaml"
         providers.write_text(
             "providers:\n"

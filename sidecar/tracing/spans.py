@@ -243,12 +243,8 @@ def new_span(
     trace_id = (_random_bits(128) or 1) if parent is None else parent.trace_id
     if not decide(trace_id, parent):
         return None
-    text = name if isinstance(name, str) else name()
-    redactor = call_redactor()
-    if redactor is not None:
-        text = redactor.redact(text)
     span = Span(
-        text if len(text) <= MAX_TEXT_CHARS else text[:MAX_TEXT_CHARS],
+        _redacted_text(name if isinstance(name, str) else name(), call_redactor()),
         trace_id,
         _random_bits(64) or 1,
         parent,

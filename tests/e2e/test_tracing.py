@@ -144,11 +144,13 @@ def test_a_caller_that_does_not_sample_its_trace_gets_no_span_and_the_next_one_d
         "arguments": {},
         "variables": {"NAME": {"secret": True, "value": NAME_SECRET}},
     }
+    answers = []
     with httpx.Client(base_url=sidecar.base_url, timeout=60) as client:  # one connection
         for trace_id, flags in ((unsampled, "00"), (sampled, "01"), (unsampled, "00")):
             traceparent = {"traceparent": f"00-{trace_id}-{CALLER_SPAN}-{flags}"}
             answer = client.post("/v1/tools/execute", headers=traceparent, json=call)
             assert answer.status_code == 200, answer.text
+            answers.append(answer.text)
         # Without a traceparent, after requests not sampled, a request starts its own trace.
         assert client.get("/v2/tools").status_code == 200
     request = _one(receiver, "POST /v1/tools/execute", sampled)
@@ -164,7 +166,7 @@ def test_a_caller_that_does_not_sample_its_trace_gets_no_span_and_the_next_one_d
     # not even as traces of their own.
     assert [span.name for span in receiver.spans if span.trace_id == unsampled] == []
     assert all(span.parent_span_id for span in receiver.named("execute_tool whoami"))
-    for text in (receiver.raw(), sidecar.logs()):
+    for text in (receiver.raw(), *answers, sidecar.logs()):
         assert_no_secret(text, NAME_SECRET)
 
 

@@ -194,6 +194,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                 lifespan="on",
                 server_header=False,
                 timeout_graceful_shutdown=5,  # after the drain, for connections left open
+                # Longer than the pools of the clients in front (httpx and Node keep an idle
+                # connection 4-5 s, load balancers 60): were it shorter, a busy loop could
+                # run the close of a connection before reading the request just sent on it.
+                timeout_keep_alive=settings.keep_alive_timeout,
             )
             await _Server(config, services.drain, settings.shutdown_grace).serve()
         log.info("services.closed")

@@ -106,6 +106,7 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     shutdown_grace: float = Field(default=30.0, ge=0, le=3600)
+    keep_alive_timeout: int = Field(default=75, ge=1, le=3600)
     rate_limit_per_second: float = Field(default=0.0, ge=0)
     rate_limit_burst: int = Field(default=0, ge=0)
     max_concurrent_per_key: int = Field(default=0, ge=0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs
 
@@ -117,3 +119,22 @@ def test_encrypted_header_is_not_readable_in_the_database(
     assert b"weather-db-check" in raw, "the check reads the file the tool was written to"
     for form in (STORED_HEADER.encode(), base64.b64encode(STORED_HEADER.encode())):
         assert form not in raw
+
+
+def test_a_keep_alive_connection_idle_past_the_clients_expiry_is_still_open(
+    sidecar: RunningSidecar,
+) -> None:
+    """httpx keeps an idle connection 5 s: the service must not close it first, or a
+    request sent as it closes is lost (a reset, seen under load)."""
+    host, port = sidecar.base_url.removeprefix("http://").split(":")
+    request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        for _ in range(2):
+            connection.sendall(request)
+            answer = b""
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                chunk = connection.recv(4096)
+                assert chunk, "the service closed the connection"
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200")
+            time.sleep(6)  # longer than uvicorn's own default of 5 s

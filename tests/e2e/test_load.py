@@ -176,7 +176,13 @@ async def _run(
             secret = f"load-{kind}-" + secrets.token_hex(8)
             path, body = _request(kind, secret)
             started = time.perf_counter()
-            answer = await client.post(path, json=body)
+            try:
+                answer = await client.post(path, json=body)
+            except httpx.TransportError as exc:  # a lost connection is a problem named too
+                problems.append(
+                    f"{kind}: {type(exc).__name__} after {time.perf_counter() - started:.2f} s"
+                )
+                continue
             latencies[kind].append((time.perf_counter() - started) * 1000)
             problem = _check(kind, answer.status_code, answer.text, secret)
             if problem is not None:

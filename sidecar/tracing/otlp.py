@@ -81,7 +81,7 @@ def _attributes(attributes: Mapping[str, Value]) -> list[bytes]:
                     _texts.clear()
                 _texts[item] = found
         elif isinstance(value, list | tuple):
-            found = _field(b"\x4a", _key_value(key, value))
+            found = _entry(key, _any_value(value))
         else:
             found = _number_attribute(key, value)
         encoded.append(found)

@@ -1,12 +1,14 @@
 """Sending finished spans: a batch exported on the service's event loop, to an OTLP/HTTP
 collector or to the console.
 
-    BatchExport(exporter, redactor, settings)   add(span) from any thread; once started
-                                                on the loop (`start()`), every schedule
-                                                delay, or as soon as a batch is full, it
-                                                masks the service's secrets and exports;
-                                                a full queue drops spans and says how
-                                                many; `aclose()` sends what is left
+    BatchExport(exporter, redactor, settings)   add(span) from any thread: masks the
+                                                service's secrets and has the exporter
+                                                encode it at once; once started on the
+                                                loop (`start()`), every schedule delay,
+                                                or as soon as a batch is full, it
+                                                exports; a full queue drops spans and
+                                                says how many; `aclose()` sends what is
+                                                left
     OtlpHttpExporter(settings, encoder)         POST /v1/traces (protobuf, gzip when
                                                 asked); 429/502/503/504 and lost
                                                 connections retried with backoff within
@@ -17,8 +19,13 @@ collector or to the console.
 The export runs on the loop rather than on a thread of its own: measured under load in
 one run, with every request traced, a thread contending with the loop for the
 interpreter lock cost the cheapest call x1.60 of its untraced CPU, the loop x1.37.
-Encoding yields to the loop between slices of a batch, and compression runs on a worker
-thread (zlib releases the lock).
+Compression runs on a worker thread (zlib releases the lock).
+
+A span is encoded as it ends, not when its batch goes: the queue then holds bytes, which
+the garbage collector does not track, and the span's objects are freed at once. Kept
+until their batch went, a busy service's spans were promoted through the collector's
+generations and made its collections come often (measured in one run: 85 young, 8 middle
+and 1 full collection over 12,000 traced calls of the cheapest kind, none untraced).
 
 The exporter's own failures are logged (status or error class, never the headers) and
 never reach a request.
@@ -35,8 +42,8 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 import orjson
 
@@ -52,7 +59,6 @@ __all__ = ["BatchExport", "ConsoleExporter", "ExportFailed", "OtlpHttpExporter",
 log = get_logger("sidecar.tracing")
 _RETRIED_STATUSES = frozenset({429, 502, 503, 504})
 _LONGEST_BACKOFF = 32.0
-_SLICE = 128  # spans masked or encoded between two yields to the loop
 _jitter = random.random  # the spread of backoffs, not a secret
 
 
@@ -60,8 +66,14 @@ class ExportFailed(Exception):
     """A batch the collector did not take; the message says why (no header, no body)."""
 
 
-class SpanExporter(Protocol):
-    async def export(self, spans: Sequence[Span], deadline: float) -> None:
+Encoded = TypeVar("Encoded")
+
+
+class SpanExporter(Protocol[Encoded]):
+    def encode(self, span: Span) -> Encoded:
+        """`span` as it is sent, made when it ends (from any thread)."""
+
+    async def export(self, spans: Sequence[Encoded], deadline: float) -> None:
         """Send `spans`, retrying what may succeed later until `deadline` (monotonic)."""
 
     def stop_retrying(self) -> None:
@@ -70,14 +82,17 @@ class SpanExporter(Protocol):
     async def aclose(self) -> None: ...
 
 
-class BatchExport:
+class BatchExport(Generic[Encoded]):
     """The queue between the service's spans and the exporter, drained on the loop."""
 
-    def __init__(self, exporter: SpanExporter, redactor: Redactor, settings: BatchSettings) -> None:
+    def __init__(
+        self, exporter: SpanExporter[Encoded], redactor: Redactor, settings: BatchSettings
+    ) -> None:
         self._exporter = exporter
+        self._encode = exporter.encode
         self._redactor = redactor
         self._settings = settings
-        self._queue: deque[Span] = deque()
+        self._queue: deque[Encoded] = deque()
         self._stopping = False
         self._dropped = 0  # written by `add` only; the export reports the increase
         self._reported = 0
@@ -91,7 +106,14 @@ class BatchExport:
         if len(queue) >= self._settings.max_queue:
             self._dropped += 1
             return
-        queue.append(span)
+        if self._redactor:
+            self._mask(span)
+        try:
+            encoded = self._encode(span)
+        except Exception:  # an exporter's bug costs the span, never the call that ended it
+            log.exception("traces_encoding_failed")
+            return
+        queue.append(encoded)
         if len(queue) == self._settings.max_batch and self._loop is not None:
             self._wake_up()
 
@@ -151,10 +173,6 @@ class BatchExport:
         while len(queue) >= size or (owed > 0 and queue):
             batch = [queue.popleft() for _ in range(min(size, len(queue)))]
             owed -= len(batch)
-            if self._redactor:
-                async for part in _in_slices(batch):
-                    for span in part:
-                        self._mask(span)
             deadline = time.monotonic() + (self._settings.export_timeout if retry else 0.0)
             try:
                 await self._exporter.export(batch, deadline)
@@ -181,14 +199,6 @@ class BatchExport:
             span.attributes[key] = redacted(value, self._redactor)
 
 
-async def _in_slices(spans: Sequence[Span]) -> AsyncIterator[Sequence[Span]]:
-    """`spans` a slice at a time, the loop running other work between two slices."""
-    for start in range(0, len(spans), _SLICE):
-        if start:
-            await asyncio.sleep(0)
-        yield spans[start : start + _SLICE]
-
-
 def _texts(values: Iterable[Value]) -> list[str]:
     found: list[str] = []
     for value in values:
@@ -210,10 +220,10 @@ class OtlpHttpExporter:
             self._headers["content-encoding"] = "gzip"
         self._client = LeanHttp(ssl_context=_tls_context(settings), max_connections=4)
         self._stop = asyncio.Event()
+        self.encode: Callable[[Span], bytes] = encoder.span
 
-    async def export(self, spans: Sequence[Span], deadline: float) -> None:
-        encoded = [self._encoder.spans(part) async for part in _in_slices(spans)]
-        body = self._encoder.request_of(b"".join(encoded))
+    async def export(self, spans: Sequence[bytes], deadline: float) -> None:
+        body = self._encoder.request_of(b"".join(spans))
         if self._settings.gzip:
             body = await asyncio.to_thread(gzip.compress, body, 6)
         backoff = 1.0
@@ -265,9 +275,12 @@ class OtlpHttpExporter:
 class ConsoleExporter:
     """Each span as one JSON line on stdout: for a look while developing."""
 
-    async def export(self, spans: Sequence[Span], deadline: float) -> None:
-        lines = b"".join(orjson.dumps(_as_json(span)) + b"\n" for span in spans)
-        sys.stdout.write(lines.decode())
+    @staticmethod
+    def encode(span: Span) -> bytes:
+        return orjson.dumps(_as_json(span)) + b"\n"
+
+    async def export(self, spans: Sequence[bytes], deadline: float) -> None:
+        sys.stdout.write(b"".join(spans).decode())
         sys.stdout.flush()
 
     def stop_retrying(self) -> None:

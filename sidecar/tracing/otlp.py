@@ -159,16 +159,14 @@ class Encoder:
         name = _field(b"\x0a", scope.encode()) + _field(b"\x12", scope_version.encode())
         self._scope = _field(b"\x0a", name)  # ScopeSpans.scope
 
+    # One span encoded, to be joined with others into a request (`request_of`).
+    span = staticmethod(_span)
+
     def request(self, spans: Iterable[Span]) -> bytes:
         """An `ExportTraceServiceRequest` holding `spans`."""
-        return self.request_of(self.spans(spans))
-
-    @staticmethod
-    def spans(spans: Iterable[Span]) -> bytes:
-        """`spans` encoded, to be joined with others into one request (`request_of`)."""
-        return b"".join(map(_span, spans))
+        return self.request_of(b"".join(map(_span, spans)))
 
     def request_of(self, encoded: bytes) -> bytes:
-        """An `ExportTraceServiceRequest` holding spans already encoded (`spans`)."""
+        """An `ExportTraceServiceRequest` holding spans already encoded (`span`)."""
         scope_spans = _field(b"\x12", self._scope + encoded)
         return _field(b"\x0a", self._resource + scope_spans)

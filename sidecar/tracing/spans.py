@@ -3,7 +3,8 @@ makes one span the parent of the next.
 
 A span costs a few microseconds: its ids, two clock readings, a dict of attributes and a
 context variable. Nothing is encoded or sent here: a finished span is handed to its sink
-(the batch export), which does that later, a batch at a time, on the event loop.
+(the batch export), which encodes it at once and sends it later, a batch at a time, on
+the event loop.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sidecar.redaction import Redactor
 from sidecar.tracing.export import BatchExport, ConsoleExporter, OtlpHttpExporter, SpanExporter
@@ -38,13 +39,13 @@ class Tracing:
 
     def __init__(
         self,
-        exporter: SpanExporter | None,
+        exporter: SpanExporter[Any] | None,
         service_secrets: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if env is None else env
         self.enabled = exporter is not None
-        self._batch: BatchExport | None = None
+        self._batch: BatchExport[Any] | None = None
         if exporter is not None:
             self._sample = sampler_from_environment(env)
             self._batch = BatchExport(
@@ -126,7 +127,7 @@ class Tracing:
 NO_TRACING = Tracing(None)
 
 
-def exporter_from_environment(env: Mapping[str, str]) -> SpanExporter | None:
+def exporter_from_environment(env: Mapping[str, str]) -> SpanExporter[bytes] | None:
     """The exporter the OTEL_* variables ask for, or None when tracing is off."""
     chosen = chosen_exporter(env)
     if chosen is None:

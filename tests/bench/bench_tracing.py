@@ -96,6 +96,10 @@ class _KeptOwn:
     def __init__(self) -> None:
         self.spans: list[Span] = []
 
+    @staticmethod
+    def encode(span: Span) -> Span:
+        return span
+
     async def export(self, spans: Sequence[Span], deadline: float) -> None:
         self.spans.extend(spans)
 
@@ -280,7 +284,7 @@ def _metered_export() -> Iterator[list[_MeteredExport]]:
     started: list[_MeteredExport] = []
     unmetered = BatchExport._run
 
-    def metered_run(batch: BatchExport) -> _MeteredExport:
+    def metered_run(batch: BatchExport[Any]) -> _MeteredExport:
         started.append(_MeteredExport(unmetered(batch)))
         return started[-1]
 

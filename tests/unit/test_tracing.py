@@ -5,6 +5,7 @@ collector on loopback, and redaction."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import json
 import random
@@ -52,6 +53,10 @@ class Kept:
     def __init__(self) -> None:
         self.spans: list[Span] = []
         self.shut = False
+
+    @staticmethod
+    def encode(span: Span) -> Span:
+        return span
 
     async def export(self, spans: Sequence[Span], deadline: float) -> None:
         self.spans.extend(spans)
@@ -602,6 +607,56 @@ def test_a_full_queue_drops_spans_and_says_how_many(capsys: pytest.CaptureFixtur
     assert [span.name for span in kept.spans] == [f"span {number}" for number in range(10)]
     dropped = [line for line in _logged(capsys) if line["event"] == "traces_dropped"]
     assert [line["spans"] for line in dropped] == [15]
+
+
+class EncodesBadly(Kept):
+    """An exporter whose encoding fails for one span."""
+
+    @staticmethod
+    def encode(span: Span) -> Span:
+        if span.name == "the bad one":
+            raise ValueError(f"cannot encode {span.name}")
+        return span
+
+
+@pytest.mark.usefixtures("json_logs")
+def test_a_span_the_exporter_cannot_encode_is_dropped_and_the_call_goes_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    kept = EncodesBadly()
+    tracing = Tracing(kept, env={})
+    ran = []
+    for name in ["before", "the bad one", "after"]:
+        with tracing.span(name):
+            ran.append(name)
+    _close(tracing)
+    assert ran == ["before", "the bad one", "after"]
+    assert [span.name for span in kept.spans] == ["before", "after"]
+    failed = [line for line in _logged(capsys) if line["event"] == "traces_encoding_failed"]
+    assert len(failed) == 1
+
+
+def test_a_finished_span_waits_for_its_batch_encoded_not_as_objects() -> None:
+    """A span's objects are freed when it ends: the queue holds its encoding, bytes,
+    which the garbage collector does not track (a queue of live spans made it run often)."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_BSP_SCHEDULE_DELAY": "60000"}
+    tracing = Tracing(exporter_from_environment(env), env=env)
+    gc.collect()
+    gc.disable()
+    try:
+        for number in range(50):
+            with (
+                tracing.span("POST", {"call": f"call {number}"}),
+                tracing.span("execute_tool current_date", {"n": number}),
+            ):
+                pass
+        alive = [item for item in gc.get_objects() if isinstance(item, Span)]
+    finally:
+        gc.enable()
+    assert [span for span in alive if span.name] == []  # NO_SPAN, nameless, is not one
+    queued = tracing._batch._queue if tracing._batch is not None else ()
+    assert len(queued) == 100
+    assert {type(item) for item in queued} == {bytes}
 
 
 def test_spans_reach_a_real_receiver_and_shutdown_sends_the_rest() -> None:

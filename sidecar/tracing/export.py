@@ -94,8 +94,10 @@ class BatchExport(Generic[Encoded]):
         self._settings = settings
         self._queue: deque[Encoded] = deque()
         self._stopping = False
-        self._dropped = 0  # written by `add` only; the export reports the increase
-        self._reported = 0
+        # Written by `add` only; the export reports their increase.
+        self._dropped = 0  # the queue was full
+        self._unencoded = 0  # the exporter failed to encode them
+        self._reported = (0, 0)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._wake = asyncio.Event()
@@ -111,7 +113,9 @@ class BatchExport(Generic[Encoded]):
         try:
             encoded = self._encode(span)
         except Exception:  # an exporter's bug costs the span, never the call that ended it
-            log.exception("traces_encoding_failed")
+            self._unencoded += 1
+            if self._unencoded == 1:  # the first with its traceback; then counted
+                log.exception("traces_encoding_failed")
             return
         queue.append(encoded)
         if len(queue) == self._settings.max_batch and self._loop is not None:
@@ -180,10 +184,18 @@ class BatchExport(Generic[Encoded]):
                 log.warning("traces_export_failed", spans=len(batch), reason=str(exc))
             except Exception:  # an exporter's bug must not stop the export
                 log.exception("traces_export_failed", spans=len(batch))
-        dropped = self._dropped
-        if dropped > self._reported:
-            log.warning("traces_dropped", spans=dropped - self._reported, reason="queue full")
-            self._reported = dropped
+        self._report_dropped()
+
+    def _report_dropped(self) -> None:
+        full, unencoded = self._dropped, self._unencoded
+        reported_full, reported_unencoded = self._reported
+        if full > reported_full:
+            log.warning("traces_dropped", spans=full - reported_full, reason="queue full")
+        if unencoded > reported_unencoded:
+            log.warning(
+                "traces_dropped", spans=unencoded - reported_unencoded, reason="encoding failed"
+            )
+        self._reported = (full, unencoded)
 
     def _mask(self, span: Span) -> None:
         """Mask the service's own secrets (provider and API keys, the database URL)."""

@@ -626,14 +626,20 @@ def test_a_span_the_exporter_cannot_encode_is_dropped_and_the_call_goes_on(
     kept = EncodesBadly()
     tracing = Tracing(kept, env={})
     ran = []
-    for name in ["before", "the bad one", "after"]:
+    names = ["before", "the bad one", "between", "the bad one", "after"]
+    for name in names:
         with tracing.span(name):
             ran.append(name)
     _close(tracing)
-    assert ran == ["before", "the bad one", "after"]
-    assert [span.name for span in kept.spans] == ["before", "after"]
-    failed = [line for line in _logged(capsys) if line["event"] == "traces_encoding_failed"]
+    assert ran == names
+    assert [span.name for span in kept.spans] == ["before", "between", "after"]
+    logged = _logged(capsys)
+    # The first failure is logged with its traceback, and every one is counted.
+    failed = [line for line in logged if line["event"] == "traces_encoding_failed"]
     assert len(failed) == 1
+    assert "cannot encode the bad one" in str(failed[0])
+    dropped = [line for line in logged if line["event"] == "traces_dropped"]
+    assert [(line["spans"], line["reason"]) for line in dropped] == [(2, "encoding failed")]
 
 
 def test_a_finished_span_waits_for_its_batch_encoded_not_as_objects() -> None:

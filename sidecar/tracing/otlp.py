@@ -55,9 +55,10 @@ def _any_value(value: Value) -> bytes:
     return _field(b"\x2a", items)  # array_value: ArrayValue{values}
 
 
-def _key_value(key: str, value: Value) -> bytes:
-    """A `KeyValue` message's payload."""
-    return _field(b"\x0a", key.encode("utf-8", "replace")) + _field(b"\x12", _any_value(value))
+def _key_value(key: str, payload: bytes) -> bytes:
+    """A `KeyValue` message's payload: `key` and an `AnyValue` payload."""
+    name = key.encode("utf-8", "replace")
+    return b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(payload)) + payload
 
 
 _STRING = b"\x0a"  # AnyValue.string_value
@@ -100,8 +101,7 @@ def _number_attribute(key: str, value: bool | int | float) -> bytes:
 
 def _entry(key: str, payload: bytes) -> bytes:
     """A span's attribute: the `KeyValue` of `key` and an `AnyValue` payload."""
-    name = key.encode("utf-8", "replace")
-    entry = b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(payload)) + payload
+    entry = _key_value(key, payload)
     return b"\x4a" + _varint(len(entry)) + entry
 
 
@@ -154,7 +154,9 @@ class Encoder:
     """Writes export requests for one resource and instrumentation scope."""
 
     def __init__(self, resource: Mapping[str, Value], scope: str, scope_version: str) -> None:
-        attributes = b"".join(_field(b"\x0a", _key_value(k, v)) for k, v in resource.items())
+        attributes = b"".join(
+            _field(b"\x0a", _key_value(k, _any_value(v))) for k, v in resource.items()
+        )
         self._resource = _field(b"\x0a", attributes)  # ResourceSpans.resource
         name = _field(b"\x0a", scope.encode()) + _field(b"\x12", scope_version.encode())
         self._scope = _field(b"\x0a", name)  # ScopeSpans.scope

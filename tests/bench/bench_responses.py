@@ -136,16 +136,22 @@ def peer(*args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         stop(process)
 
 
+def fake_providers(fake_url: str) -> str:
+    """The providers file naming the scripted provider at `fake_url` (its key in
+    BENCH_FAKE_KEY)."""
+    return (
+        "providers:\n"
+        f"  - {{name: fake, wire: openai-chat, base_url: '{fake_url}/v1',"
+        " api_key_env: BENCH_FAKE_KEY}\n"
+    )
+
+
 @contextmanager
 def running_peers(workdir: Path) -> Iterator[Peers]:
     """Start the fake, the relay and the sidecar; stop them on exit."""
     with peer("fake") as (fake_url, fake), peer("relay", f"{fake_url}/v1") as (relay_url, relay):
         providers = workdir / "providers.yaml"
-        providers.write_text(
-            "providers:\n"
-            f"  - {{name: fake, wire: openai-chat, base_url: '{fake_url}/v1',"
-            " api_key_env: BENCH_FAKE_KEY}\n"
-        )
+        providers.write_text(fake_providers(fake_url))
         env = {
             "SIDECAR_LOG_LEVEL": LOG_LEVEL,
             "SIDECAR_PROVIDERS_FILE": str(providers),

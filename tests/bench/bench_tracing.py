@@ -48,13 +48,14 @@ from starlette.types import ASGIApp
 from sidecar.app import create_app
 from sidecar.logs import configure_logging
 from sidecar.settings import Settings
-from sidecar.tracing import Span, Tracing
+from sidecar.tracing import Tracing
 from sidecar.tracing.export import BatchExport
 from sidecar.tracing.otlp import Encoder
 from tests.bench.bench_api import BODY, post_in_process, row
 from tests.bench.bench_api import measure as measure_round
-from tests.bench.bench_responses import PROVIDER_KEY, peer, responses_body
+from tests.bench.bench_responses import PROVIDER_KEY, fake_providers, peer, responses_body
 from tests.bench.peers import serve_bare
+from tests.support.kept_spans import KeptSpans
 from tests.support.otlp_sink import serve_trace_sink, sink_stats
 from tests.support.sidecar_process import RunningSidecar, run_sidecar
 from tests.support.upstream import RecordingUpstream, serve_recording_upstream
@@ -92,24 +93,6 @@ class _Kept(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-class _KeptOwn:
-    def __init__(self) -> None:
-        self.spans: list[Span] = []
-
-    @staticmethod
-    def encode(span: Span) -> Span:
-        return span
-
-    async def export(self, spans: Sequence[Span], deadline: float) -> None:
-        self.spans.extend(spans)
-
-    def stop_retrying(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
-
-
 def per_span() -> dict[str, tuple[float, float]]:
     """Microseconds to record one span (a parent and a child, attributes set) and to
     encode it as OTLP protobuf: the SDK's, then the service's."""
@@ -130,7 +113,7 @@ def per_span() -> dict[str, tuple[float, float]]:
     encode_spans(kept.spans).SerializePartialToString()
     sdk_encode = (time.perf_counter() - started) / len(kept.spans) * 1e6
 
-    own = _KeptOwn()
+    own = KeptSpans()
     tracing = Tracing(own, env={"OTEL_BSP_MAX_QUEUE_SIZE": str(SPANS * 2)})
     started = time.perf_counter()
     for _ in range(SPANS // 2):
@@ -186,17 +169,12 @@ def http_tool_call(upstream_url: str) -> InProcessCall:
 def model_turn_call(provider_url: str) -> InProcessCall:
     """A one-turn model answer from the scripted provider, stored as by default: two
     spans a call (the request's and the provider call's)."""
-    providers = (
-        "providers:\n"
-        f"  - {{name: fake, wire: openai-chat, base_url: '{provider_url}/v1',"
-        " api_key_env: BENCH_FAKE_KEY}\n"
-    )
     return InProcessCall(
         "a one-turn model answer",
         "/v1/responses",
         responses_body(),
         chunk_calls=60,
-        providers=providers,
+        providers=fake_providers(provider_url),
         env={"BENCH_FAKE_KEY": PROVIDER_KEY},
     )
 

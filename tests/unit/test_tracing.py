@@ -36,6 +36,7 @@ from sidecar.tracing.settings import (
 )
 from sidecar.tracing.spans import Span
 from sidecar.tracing.tracer import exporter_from_environment
+from tests.support.kept_spans import KeptSpans
 from tests.support.logs import restored_logging
 from tests.support.otlp import serve_trace_receiver
 from tests.support.secrets import assert_no_secret
@@ -45,30 +46,6 @@ SERVICE_SECRET = "svc-secret-" + "Nw5Bq1Zr8Kt3"
 CALL_SECRET = "call-secret-" + "Xe2Jp7Vd4Ym9"
 HEADER_SECRET = "hdr-secret-" + "Qm6Wc3Tb8Lf2"
 CALLER = {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
-
-
-class Kept:
-    """An exporter that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.spans: list[Span] = []
-        self.shut = False
-
-    @staticmethod
-    def encode(span: Span) -> Span:
-        return span
-
-    async def export(self, spans: Sequence[Span], deadline: float) -> None:
-        self.spans.extend(spans)
-
-    def stop_retrying(self) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        self.shut = True
-
-    def named(self) -> dict[str, Span]:
-        return {span.name: span for span in self.spans}
 
 
 def _close(tracing: Tracing) -> None:
@@ -225,7 +202,7 @@ def test_off_spans_cost_nothing_and_record_nothing() -> None:
 
 
 def test_spans_nest_under_the_callers_and_no_secret_reaches_the_exporter() -> None:
-    kept = Kept()
+    kept = KeptSpans()
     tracing = Tracing(kept, [SERVICE_SECRET], env={})
     with tracing.server_span("POST", CALLER, {"k": "v"}) as outer:
         with (
@@ -278,7 +255,7 @@ def test_spans_nest_under_the_callers_and_no_secret_reaches_the_exporter() -> No
     ],
 )
 def test_an_invalid_traceparent_starts_a_new_trace(traceparent: str) -> None:
-    kept = Kept()
+    kept = KeptSpans()
     tracing = Tracing(kept, env={})
     with tracing.server_span("GET", {"traceparent": traceparent}, None):
         pass
@@ -289,7 +266,7 @@ def test_an_invalid_traceparent_starts_a_new_trace(traceparent: str) -> None:
 
 
 def test_the_tracestate_travels_with_the_trace() -> None:
-    kept = Kept()
+    kept = KeptSpans()
     tracing = Tracing(kept, env={})
     with (
         tracing.server_span("GET", {**CALLER, "tracestate": "vendor=1,other=x"}, None),
@@ -301,7 +278,7 @@ def test_the_tracestate_travels_with_the_trace() -> None:
 
 
 def test_a_trace_not_sampled_records_nothing_beneath_it() -> None:
-    kept = Kept()
+    kept = KeptSpans()
     env = {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
     tracing = Tracing(kept, env=env)
     unsampled_caller = {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-00"}
@@ -329,7 +306,7 @@ def test_the_ratio_sampler_keeps_about_its_share_and_decides_alike_per_trace() -
 
 
 def test_the_encoding_is_otlp_as_the_official_classes_read_it() -> None:
-    kept = Kept()
+    kept = KeptSpans()
     tracing = Tracing(kept, env={})
     with (
         tracing.server_span("POST /v1/tools/execute", {**CALLER, "tracestate": "v=1"}, None),
@@ -385,7 +362,7 @@ def test_the_encoding_is_otlp_as_the_official_classes_read_it() -> None:
 
 def test_a_value_keeps_its_type_on_the_wire_whatever_was_encoded_before() -> None:
     """Equal values of different types (1, True, 1.0, "1") are different attributes."""
-    kept = Kept()
+    kept = KeptSpans()
     tracing = Tracing(kept, env={})
     values: list[Value] = [1, True, 1.0, "1", "1", ("1", "2"), 1, True]
     for number, value in enumerate(values):
@@ -531,7 +508,7 @@ async def test_a_full_batch_from_another_thread_goes_at_once_the_rest_on_schedul
     assert _names(bodies[1:]) == ["span 300"]
 
 
-class ArrivingDuringExport(Kept):
+class ArrivingDuringExport(KeptSpans):
     """An exporter during each of whose exports a call ends and records a span (as
     calls do while a batch is on its way), keeping the size of each batch."""
 
@@ -597,7 +574,7 @@ def test_an_unreachable_collector_does_not_hold_up_shutdown() -> None:
 
 @pytest.mark.usefixtures("json_logs")
 def test_a_full_queue_drops_spans_and_says_how_many(capsys: pytest.CaptureFixture[str]) -> None:
-    kept = Kept()
+    kept = KeptSpans()
     env = {"OTEL_BSP_MAX_QUEUE_SIZE": "10", "OTEL_BSP_SCHEDULE_DELAY": "60000"}
     tracing = Tracing(kept, env=env)
     for number in range(25):
@@ -609,7 +586,7 @@ def test_a_full_queue_drops_spans_and_says_how_many(capsys: pytest.CaptureFixtur
     assert [line["spans"] for line in dropped] == [15]
 
 
-class EncodesBadly(Kept):
+class EncodesBadly(KeptSpans):
     """An exporter whose encoding fails for one span."""
 
     @staticmethod
